@@ -1,0 +1,155 @@
+"""Multi-head attention: the one attention implementation of the codebase.
+
+Shapes: batch b, query length q, key length k, heads h, head dim d.
+Masks are boolean, broadcastable to [b, 1 or h, q, k], True where a query may
+attend to a key. Helpers below build them from padding, segments and
+causality so that padded or packed tokens never mix.
+"""
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from models import initializers
+from models.config import ModelConfig
+
+
+def padding_mask(query_tokens, key_tokens, pad_id: int = 0):
+  """[b, q], [b, k] token ids -> [b, 1, q, k]: neither side is padding."""
+  return attention_mask(query_tokens != pad_id, key_tokens != pad_id)
+
+
+def attention_mask(query_valid, key_valid):
+  """[b, q], [b, k] booleans -> [b, 1, q, k] mask (both positions valid)."""
+  return (query_valid[:, None, :, None] & key_valid[:, None, None, :])
+
+
+def causal_mask(length: int):
+  """[1, 1, length, length]: query i may attend to keys j <= i."""
+  idx = jnp.arange(length)
+  return (idx[None, :] <= idx[:, None])[None, None]
+
+
+def segment_mask(query_segments, key_segments):
+  """[b, q], [b, k] segment ids -> [b, 1, q, k]: same packed example only."""
+  return query_segments[:, None, :, None] == key_segments[:, None, None, :]
+
+
+def combine_masks(*masks):
+  """Logical AND of the masks that are not None (None if all are None)."""
+  masks = [m for m in masks if m is not None]
+  if not masks:
+    return None
+  mask = masks[0]
+  for m in masks[1:]:
+    mask = jnp.logical_and(mask, m)
+  return mask
+
+
+def rotary_embedding(x, positions, base: float):
+  """Rotates pairs of features by position (Su et al. 2021, RoFormer).
+
+  x: [b, l, h, d]; positions: [b, l] int. Returns x rotated, same shape.
+  """
+  d = x.shape[-1]
+  inv_freq = 1.0 / (base ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [b, l, d/2]
+  sin = jnp.sin(angles)[:, :, None, :]
+  cos = jnp.cos(angles)[:, :, None, :]
+  # Halves rather than interleaved pairs: the GPT-NeoX / LLaMA layout.
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+  return rotated.astype(x.dtype)
+
+
+def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
+                          dropout_rng, deterministic: bool, impl: str,
+                          dtype):
+  """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,h,d]."""
+  if impl == 'fused':
+    # cuDNN flash attention on GPU where shapes allow, XLA elsewhere.
+    return jax.nn.dot_product_attention(query, key, value, mask=mask)
+  depth = query.shape[-1]
+  query = query / jnp.sqrt(depth).astype(query.dtype)
+  logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
+                      preferred_element_type=jnp.float32)
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  weights = jax.nn.softmax(logits, axis=-1)
+  if not deterministic and dropout_rate > 0:
+    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
+    weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+  return jnp.einsum('bhqk,bkhd->bqhd', weights.astype(dtype), value)
+
+
+class MultiHeadAttention(nn.Module):
+  """Multi-head attention with an optional key/value cache for decoding.
+
+  With `decode=True` the module keeps `cached_key`/`cached_value`
+  [b, max_len, h, d] and `cache_index` in the 'cache' collection; each call
+  appends its keys/values at `cache_index` (one token, or a whole prompt) and
+  attends causally over everything cached so far. The first call with
+  `decode=True` (during `init`) only creates the cache, sized by the inputs.
+  """
+  config: ModelConfig
+  deterministic: bool = True
+  decode: bool = False
+
+  @nn.compact
+  def __call__(self, inputs_q, inputs_kv, mask=None, positions_q=None,
+               positions_kv=None):
+    """inputs_q: [b, q, d_model], inputs_kv: [b, k, d_model] -> [b, q, d_model].
+
+    mask: boolean [b, 1, q, k] (or broadcastable); in decode mode it is over
+      the cache length and ANDed with the causal cache mask.
+    positions_*: [b, len] int, used only for rotary position embeddings.
+    """
+    cfg = self.config
+    dense = lambda name, features, axis=-1: nn.DenseGeneral(
+        features, axis=axis, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+        param_dtype=cfg.params_dtype, name=name,
+        kernel_init=initializers.kernel(cfg))
+    heads = (cfg.num_heads, cfg.head_dim)
+    query = dense('query', heads)(inputs_q)
+    key = dense('key', heads)(inputs_kv)
+    value = dense('value', heads)(inputs_kv)
+
+    if cfg.position_embedding == 'rope':
+      query = rotary_embedding(query, positions_q, cfg.rope_base)
+      key = rotary_embedding(key, positions_kv, cfg.rope_base)
+
+    if self.decode:
+      key, value, mask = self._update_cache(key, value, mask)
+
+    dropout_rng = None
+    if not self.deterministic and cfg.attention_dropout_rate > 0:
+      dropout_rng = self.make_rng('dropout')
+    out = dot_product_attention(
+        query, key, value, mask, dropout_rate=cfg.attention_dropout_rate,
+        dropout_rng=dropout_rng, deterministic=self.deterministic,
+        impl=cfg.attention_impl, dtype=cfg.compute_dtype)
+    return dense('out', cfg.d_model, axis=(-2, -1))(out)
+
+  def _update_cache(self, key, value, mask):
+    """Writes key/value [b, l, h, d] at cache_index; returns the full cache."""
+    initialized = self.has_variable('cache', 'cached_key')
+    cached_key = self.variable('cache', 'cached_key', jnp.zeros, key.shape,
+                               key.dtype)
+    cached_value = self.variable('cache', 'cached_value', jnp.zeros,
+                                 value.shape, value.dtype)
+    cache_index = self.variable('cache', 'cache_index',
+                                lambda: jnp.array(0, dtype=jnp.int32))
+    if not initialized:  # init only sizes the cache; attend over the inputs
+      return key, value, mask
+    length = key.shape[1]
+    max_len = cached_key.value.shape[1]
+    index = cache_index.value
+    start = (0, index, 0, 0)
+    cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, key,
+                                                    start)
+    cached_value.value = jax.lax.dynamic_update_slice(cached_value.value,
+                                                      value, start)
+    cache_index.value = index + length
+    query_pos = index + jnp.arange(length)
+    visible = jnp.arange(max_len)[None, :] <= query_pos[:, None]  # [l, max]
+    return (cached_key.value, cached_value.value,
+            combine_masks(visible[None, None], mask))

@@ -1,0 +1,109 @@
+"""One frozen config describes a model; `ModelConfig(**config.model)` builds it.
+
+Every module receives this object and reads only the fields it needs. Invalid
+combinations fail here, at construction, with one line naming the field,
+instead of deep inside XLA.
+"""
+import dataclasses
+
+import jax.numpy as jnp
+
+_CHOICES = {
+    'norm_position': ('post', 'pre'),
+    'position_embedding': ('sinusoidal', 'learned', 'rope', 'none'),
+    'activation': ('relu', 'gelu', 'gelu_tanh', 'silu'),
+    'attention_impl': ('einsum', 'fused'),
+    'remat_policy': ('none', 'full', 'save_dots'),
+    'dtype': ('float32', 'bfloat16', 'float16'),
+    'param_dtype': ('float32', 'bfloat16'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Hyper-parameters of a Transformer (Vaswani et al. 2017 names)."""
+  vocab_size: int = 32000          # tokens; shared by source and target
+  d_model: int = 512               # width of the residual stream
+  num_heads: int = 8               # attention heads; d_model % num_heads == 0
+  d_ff: int = 2048                 # hidden width of the feed-forward block
+  num_layers: int = 6              # encoder layers (and decoder layers)
+  num_decoder_layers: int = 0      # 0: same as num_layers
+  dropout_rate: float = 0.1        # residual and embedding dropout (P_drop)
+  attention_dropout_rate: float = 0.0  # on attention probabilities
+  activation_dropout_rate: float = 0.0  # inside the feed-forward block
+  activation: str = 'relu'
+  norm_position: str = 'post'      # 'post' as in the paper, 'pre' (GPT-2)
+  final_layer_norm: bool = False   # LayerNorm after the last layer (pre-LN)
+  embedding_layer_norm: bool = False  # LayerNorm on embeddings (BERT)
+  layer_norm_epsilon: float = 1e-6
+  position_embedding: str = 'sinusoidal'
+  rope_base: float = 10000.0
+  max_len: int = 512               # longest sequence (learned positions, cache)
+  type_vocab_size: int = 0         # segment (token-type) embeddings (BERT)
+  share_embeddings: bool = True    # one table for source and target tokens
+  tie_output_embedding: bool = True  # logits = x @ embedding^T
+  scale_embedding: bool = True     # embeddings * sqrt(d_model), as the paper
+  use_bias: bool = True
+  init_std: float = 0.0            # 0: Xavier-uniform kernels; >0: N(0, std)
+  dtype: str = 'float32'           # compute dtype (activations, matmuls)
+  param_dtype: str = 'float32'     # storage dtype of parameters
+  attention_impl: str = 'einsum'   # 'fused': jax.nn.dot_product_attention
+  remat_policy: str = 'none'       # activation rematerialisation per layer
+  scan_layers: bool = False        # nn.scan over layers: one compiled layer
+
+  def __post_init__(self):
+    for name, choices in _CHOICES.items():
+      value = getattr(self, name)
+      if value not in choices:
+        raise ValueError(
+            f'model.{name}={value!r} is not one of {", ".join(choices)}')
+    for name in ('vocab_size', 'd_model', 'num_heads', 'd_ff', 'num_layers',
+                 'max_len'):
+      if getattr(self, name) <= 0:
+        raise ValueError(f'model.{name} must be positive, got '
+                         f'{getattr(self, name)}')
+    if self.d_model % self.num_heads:
+      raise ValueError(
+          f'model.d_model={self.d_model} is not divisible by '
+          f'model.num_heads={self.num_heads}')
+    if self.position_embedding == 'rope' and self.head_dim % 2:
+      raise ValueError(f'rotary positions need an even head dimension, got '
+                       f'd_model/num_heads={self.head_dim}')
+    for name in ('dropout_rate', 'attention_dropout_rate',
+                 'activation_dropout_rate'):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise ValueError(f'model.{name} must be in [0, 1), got '
+                         f'{getattr(self, name)}')
+    if self.attention_impl == 'fused' and self.attention_dropout_rate > 0:
+      raise ValueError('model.attention_impl="fused" (jax.nn.dot_product_'
+                       'attention) has no attention dropout; set '
+                       'model.attention_dropout_rate=0')
+
+  @property
+  def head_dim(self) -> int:
+    return self.d_model // self.num_heads
+
+  @property
+  def decoder_layers(self) -> int:
+    return self.num_decoder_layers or self.num_layers
+
+  @property
+  def compute_dtype(self):
+    return jnp.dtype(self.dtype)
+
+  @property
+  def params_dtype(self):
+    return jnp.dtype(self.param_dtype)
+
+  def replace(self, **changes) -> 'ModelConfig':
+    return dataclasses.replace(self, **changes)
+
+
+def model_config_from(config_dict) -> ModelConfig:
+  """Builds a ModelConfig from a ConfigDict/dict, naming unknown fields."""
+  values = dict(config_dict)
+  known = {f.name for f in dataclasses.fields(ModelConfig)}
+  unknown = sorted(set(values) - known)
+  if unknown:
+    raise ValueError(f'unknown model config field(s): model.{", model.".join(unknown)}')
+  return ModelConfig(**values)

@@ -1,0 +1,87 @@
+"""Token embeddings (optionally tied to the output layer) and positions."""
+import numpy as np
+import jax.numpy as jnp
+import flax.linen as nn
+
+from models import initializers
+from models.config import ModelConfig
+from models.normalization import layer_norm
+
+
+def sinusoidal_positions(max_len: int, d_model: int) -> np.ndarray:
+  """[max_len, d_model]: PE(pos, 2i) = sin(pos / 10000^(2i/d)), cos for 2i+1.
+
+  Sines and cosines interleave as in Vaswani et al. 2017, section 3.5.
+  """
+  position = np.arange(max_len)[:, None]
+  div_term = np.exp(np.arange(0, d_model, 2) * -(np.log(10000.0) / d_model))
+  table = np.zeros((max_len, d_model), dtype=np.float32)
+  table[:, 0::2] = np.sin(position * div_term)
+  table[:, 1::2] = np.cos(position * div_term)[:, :d_model // 2]
+  return table
+
+
+class TokenEmbedding(nn.Module):
+  """Token ids [b, l] -> vectors [b, l, d_model]; `attend` gives logits."""
+  config: ModelConfig
+
+  def setup(self):
+    cfg = self.config
+    self.embedding = self.param('embedding', initializers.embedding(cfg),
+                                (cfg.vocab_size, cfg.d_model),
+                                cfg.params_dtype)
+
+  def __call__(self, ids):
+    cfg = self.config
+    x = jnp.take(self.embedding, ids, axis=0).astype(cfg.compute_dtype)
+    if cfg.scale_embedding:
+      x = x * jnp.sqrt(cfg.d_model).astype(cfg.compute_dtype)
+    return x
+
+  def attend(self, x):
+    """[b, l, d_model] -> logits [b, l, vocab] with the transposed table."""
+    return jnp.einsum('bld,vd->blv', x,
+                      self.embedding.astype(self.config.compute_dtype))
+
+
+class PositionEmbedding(nn.Module):
+  """positions [b, l] -> [b, l, d_model]: sinusoidal table or learned."""
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, positions):
+    cfg = self.config
+    if cfg.position_embedding == 'sinusoidal':
+      table = jnp.asarray(sinusoidal_positions(cfg.max_len, cfg.d_model))
+    else:  # learned
+      table = self.param('embedding', initializers.embedding(cfg),
+                         (cfg.max_len, cfg.d_model), cfg.params_dtype)
+    return jnp.take(table, positions, axis=0).astype(cfg.compute_dtype)
+
+
+class InputEmbedding(nn.Module):
+  """Tokens (+ positions, + token types) -> dropout(embedding) [b, l, d].
+
+  `tokens` may be a shared TokenEmbedding (source/target/output sharing).
+  Rotary and 'none' positions add nothing here (rotary acts in attention).
+  """
+  config: ModelConfig
+  tokens: nn.Module
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, ids, positions, token_types=None):
+    cfg = self.config
+    x = self.tokens(ids)
+    if cfg.position_embedding in ('sinusoidal', 'learned'):
+      x = x + PositionEmbedding(cfg, name='positions')(positions)
+    if cfg.type_vocab_size:
+      if token_types is None:
+        token_types = jnp.zeros_like(ids)
+      x = x + nn.Embed(cfg.type_vocab_size, cfg.d_model,
+                       dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
+                       embedding_init=initializers.embedding(cfg),
+                       name='token_types')(token_types)
+    if cfg.embedding_layer_norm:
+      x = layer_norm(cfg, 'norm')(x)
+    return nn.Dropout(cfg.dropout_rate)(x, self.deterministic)

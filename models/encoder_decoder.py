@@ -1,0 +1,152 @@
+"""The encoder-decoder Transformer of Vaswani et al. 2017.
+
+The network only makes logits; losses and decoding live in `infra/`.
+Token id 0 is padding and also the first decoder input (the targets shifted
+right), so targets never contain 0 except as padding.
+"""
+import jax.numpy as jnp
+import flax.linen as nn
+
+from models import attention as attn
+from models.config import ModelConfig
+from models.embeddings import InputEmbedding, TokenEmbedding
+from models.normalization import layer_norm
+from models.transformer_layers import DecoderLayer, EncoderLayer, LayerStack
+
+
+def shift_right(targets, segmentation=None):
+  """[b, t] targets -> decoder inputs [b, t]: 0 first, then targets[:-1].
+
+  With packing, every segment starts again from 0.
+  """
+  shifted = jnp.pad(targets, ((0, 0), (1, 0)))[:, :-1]
+  if segmentation is not None:
+    shifted = jnp.where(
+        segmentation == jnp.pad(segmentation, ((0, 0), (1, 0)))[:, :-1],
+        shifted, 0)
+  return shifted
+
+
+def default_positions(tokens):
+  return jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+
+
+class Encoder(nn.Module):
+  """Source tokens [b, s] -> one vector per source position [b, s, d]."""
+  config: ModelConfig
+  token_embedding: nn.Module
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, inputs, positions=None, segmentation=None):
+    cfg = self.config
+    positions = default_positions(inputs) if positions is None else positions
+    mask = attn.attention_mask(jnp.ones_like(inputs, bool), inputs != 0)
+    if segmentation is not None:
+      mask = mask & attn.segment_mask(segmentation, segmentation)
+    x = InputEmbedding(cfg, self.token_embedding, self.deterministic,
+                       name='embed')(inputs, positions)
+    x = LayerStack(cfg, EncoderLayer, cfg.num_layers, self.deterministic,
+                   name='stack')(x, mask, positions)
+    if cfg.final_layer_norm:
+      x = layer_norm(cfg, 'final_norm')(x)
+    return x
+
+
+class Decoder(nn.Module):
+  """Decoder inputs [b, t] and encoder outputs [b, s, d] -> [b, t, d].
+
+  With `decode=True`, inputs are the next token(s) of every row and
+  positions continue from a counter kept in the 'cache' collection.
+  """
+  config: ModelConfig
+  token_embedding: nn.Module
+  deterministic: bool = True
+  decode: bool = False
+
+  @nn.compact
+  def __call__(self, encoded, inputs, decoder_inputs, positions=None,
+               segmentation=None, inputs_segmentation=None):
+    cfg = self.config
+    if positions is None:
+      positions = default_positions(decoder_inputs)
+      if self.decode:
+        positions = positions + self._decode_position(decoder_inputs.shape[1])
+    cross_mask = attn.attention_mask(
+        jnp.ones_like(decoder_inputs, bool), inputs != 0)
+    if self.decode:  # the attention cache supplies causality
+      self_mask = None
+    else:
+      self_mask = attn.causal_mask(decoder_inputs.shape[1])
+      if segmentation is not None:
+        self_mask = self_mask & attn.segment_mask(segmentation, segmentation)
+    if segmentation is not None and inputs_segmentation is not None:
+      cross_mask = cross_mask & attn.segment_mask(segmentation,
+                                                  inputs_segmentation)
+    y = InputEmbedding(cfg, self.token_embedding, self.deterministic,
+                       name='embed')(decoder_inputs, positions)
+    y = LayerStack(cfg, DecoderLayer, cfg.decoder_layers, self.deterministic,
+                   self.decode, name='stack')(
+                       y, encoded, self_mask, cross_mask, positions)
+    if cfg.final_layer_norm:
+      y = layer_norm(cfg, 'final_norm')(y)
+    return y
+
+  def _decode_position(self, length):
+    initialized = self.has_variable('cache', 'position')
+    position = self.variable('cache', 'position',
+                             lambda: jnp.array(0, jnp.int32))
+    current = position.value
+    if initialized:
+      position.value = current + length
+    return current
+
+
+class EncoderDecoder(nn.Module):
+  """Source [b, s] and targets [b, t] -> next-token logits [b, t, vocab]."""
+  config: ModelConfig
+  deterministic: bool = True
+  decode: bool = False
+
+  def setup(self):
+    cfg = self.config
+    if cfg.share_embeddings:
+      source_embedding = target_embedding = TokenEmbedding(
+          cfg, name='token_embedding')
+    else:
+      source_embedding = TokenEmbedding(cfg, name='source_embedding')
+      target_embedding = TokenEmbedding(cfg, name='target_embedding')
+    self.target_embedding = target_embedding
+    self.encoder = Encoder(cfg, source_embedding, self.deterministic)
+    self.decoder = Decoder(cfg, target_embedding, self.deterministic,
+                           self.decode)
+    if not cfg.tie_output_embedding:
+      self.output_projection = nn.Dense(
+          cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype,
+          param_dtype=cfg.params_dtype)
+
+  def encode(self, inputs, inputs_positions=None, inputs_segmentation=None):
+    """[b, s] source ids -> [b, s, d_model]."""
+    return self.encoder(inputs, inputs_positions, inputs_segmentation)
+
+  def decode_logits(self, encoded, inputs, decoder_inputs,
+                    targets_positions=None, targets_segmentation=None,
+                    inputs_segmentation=None):
+    """Encoder outputs and decoder input ids [b, t] -> logits [b, t, vocab]."""
+    y = self.decoder(encoded, inputs, decoder_inputs, targets_positions,
+                     targets_segmentation, inputs_segmentation)
+    if self.config.tie_output_embedding:
+      logits = self.target_embedding.attend(y)
+    else:
+      logits = self.output_projection(y)
+    return logits.astype(jnp.float32)
+
+  def __call__(self, inputs, targets, inputs_positions=None,
+               targets_positions=None, inputs_segmentation=None,
+               targets_segmentation=None):
+    """Teacher forcing: logits [b, t, vocab] for predicting `targets`."""
+    encoded = self.encode(inputs, inputs_positions, inputs_segmentation)
+    decoder_inputs = shift_right(targets, targets_segmentation)
+    return self.decode_logits(encoded, inputs, decoder_inputs,
+                              targets_positions, targets_segmentation,
+                              inputs_segmentation)
