@@ -40,6 +40,7 @@ class ModelConfig:
   rope_base: float = 10000.0
   max_len: int = 512               # longest sequence (learned positions, cache)
   type_vocab_size: int = 0         # segment (token-type) embeddings (BERT)
+  num_labels: int = 2              # classifier outputs (BERT); 1: regression
   share_embeddings: bool = True    # one table for source and target tokens
   tie_output_embedding: bool = True  # logits = x @ embedding^T
   scale_embedding: bool = True     # embeddings * sqrt(d_model), as the paper
@@ -58,7 +59,7 @@ class ModelConfig:
         raise ValueError(
             f'model.{name}={value!r} is not one of {", ".join(choices)}')
     for name in ('vocab_size', 'd_model', 'num_heads', 'd_ff', 'num_layers',
-                 'max_len'):
+                 'max_len', 'num_labels'):
       if getattr(self, name) <= 0:
         raise ValueError(f'model.{name} must be positive, got '
                          f'{getattr(self, name)}')
