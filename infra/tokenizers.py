@@ -1,0 +1,269 @@
+"""Tokenizers behind one small interface, and `build_tokenizer` from a config.
+
+Every tokenizer exposes `encode(text) -> list[int]` (no special tokens added:
+the input pipeline adds EOS / [CLS] / [SEP] itself), `decode(ids) -> str`
+(stops at EOS, drops PAD and other special tokens), `vocab_size`, `pad_id`,
+`eos_id`; BERT-style vocabularies also give `cls_id`, `sep_id`, `mask_id`
+(None elsewhere). `encode_with_offsets` returns per-token character spans,
+which extractive QA needs to map a predicted span back to the context.
+
+Tokenizers we train ourselves follow the fixed convention PAD=0, EOS=1, UNK=2
+and no BOS: encoder-decoder decoders start from PAD (shift right).
+
+Config fields read by `build_tokenizer` (`config.tokenizer`):
+  kind: 'sentencepiece' (train on the training text, or load `path` when set),
+    'hf_json' (a Hugging Face `tokenizer.json` at `path`), 'wordpiece' (a BERT
+    `vocab.txt` at `path`) or 'char' (one id per character of the training
+    text, for character-level LMs).
+  path: file to load; for 'sentencepiece' an existing `.model` (if empty, a
+    model is trained into `<workdir>/spm.model`, or reused if already there,
+    so a resumed run gets the identical tokenizer).
+  vocab_size: SentencePiece vocabulary size to train.
+  model_type: 'unigram' or 'bpe' (SentencePiece training).
+  character_coverage: SentencePiece training (1.0 for small alphabets,
+    0.9995 for large ones).
+  max_training_sentences: how many sentences SentencePiece trains on.
+  byte_fallback: SentencePiece: spell characters unseen in training as UTF-8
+    byte pieces instead of UNK (costs 256 vocabulary entries), so any text
+    decodes back exactly.
+  lowercase: 'wordpiece' only: lowercase and strip accents (uncased BERT).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+import ml_collections
+
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+
+
+class Tokenizer(Protocol):
+  """What the input pipeline, decoding and metrics rely on."""
+  vocab_size: int
+  pad_id: int
+  eos_id: int
+  cls_id: int | None
+  sep_id: int | None
+  mask_id: int | None
+
+  def encode(self, text: str) -> list[int]: ...
+
+  def decode(self, ids: Iterable[int]) -> str: ...
+
+  def encode_with_offsets(
+      self, text: str) -> tuple[list[int], list[tuple[int, int]]]: ...
+
+
+def _until_eos(ids: Iterable[int], eos_id: int, skip: set[int]) -> list[int]:
+  """Ids up to (not including) the first EOS, without PAD/special ids."""
+  out = []
+  for i in ids:
+    i = int(i)
+    if i == eos_id:
+      break
+    if i not in skip:
+      out.append(i)
+  return out
+
+
+class SentencePieceTokenizer:
+  """A SentencePiece model with PAD=0, EOS=1, UNK=2 (ids checked on load)."""
+  cls_id = sep_id = mask_id = None
+
+  def __init__(self, model_path: str):
+    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+    self.path = model_path
+    self._sp = spm.SentencePieceProcessor(model_file=model_path)
+    self.vocab_size = self._sp.get_piece_size()
+    self.pad_id, self.eos_id = self._sp.pad_id(), self._sp.eos_id()
+    if (self.pad_id, self.eos_id) != (PAD_ID, EOS_ID):
+      raise ValueError(
+          f'{model_path}: expected pad_id=0, eos_id=1, got pad_id='
+          f'{self.pad_id}, eos_id={self.eos_id}')
+
+  def encode(self, text: str) -> list[int]:
+    return self._sp.encode(text)
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return self._sp.decode(_until_eos(ids, self.eos_id, {self.pad_id}))
+
+  def encode_with_offsets(self, text):
+    proto = self._sp.encode(text, return_type='proto')
+    # SentencePiece offsets count UTF-8 bytes; map them to characters.
+    char_at = [0] * (len(text.encode('utf-8')) + 1)
+    pos = 0
+    for i, ch in enumerate(text):
+      n = len(ch.encode('utf-8'))
+      char_at[pos:pos + n] = [i] * n
+      pos += n
+    char_at[pos] = len(text)
+    return ([p.id for p in proto.pieces],
+            [(char_at[p.begin], char_at[p.end]) for p in proto.pieces])
+
+
+def train_sentencepiece(texts: Iterable[str], model_path: str, *,
+                        vocab_size: int, model_type: str = 'unigram',
+                        character_coverage: float = 1.0,
+                        max_sentences: int = 1_000_000,
+                        byte_fallback: bool = False) -> str:
+  """Trains a SentencePiece model on `texts` and writes it to `model_path`.
+
+  The file is written to a temporary name and renamed, so a crash never
+  leaves a half-written model that a resumed run would then reuse.
+  """
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  spm.set_random_generator_seed(0)  # Sentence sampling is then reproducible.
+
+  def sentences():
+    for n, text in enumerate(texts):
+      if n >= max_sentences:
+        return
+      if text.strip():
+        yield text
+
+  os.makedirs(os.path.dirname(os.path.abspath(model_path)), exist_ok=True)
+  with tempfile.TemporaryDirectory(
+      dir=os.path.dirname(os.path.abspath(model_path))) as tmp:
+    prefix = os.path.join(tmp, 'spm')
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=sentences(), model_prefix=prefix,
+        vocab_size=vocab_size, model_type=model_type,
+        character_coverage=character_coverage,
+        pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+        input_sentence_size=max_sentences, shuffle_input_sentence=True,
+        byte_fallback=byte_fallback,
+        # Keep spaces/newlines as seen: detokenised BLEU needs exact text.
+        normalization_rule_name='identity', minloglevel=2)
+    os.replace(prefix + '.model', model_path)
+  return model_path
+
+
+class HuggingFaceTokenizer:
+  """A `tokenizers.Tokenizer`: a `tokenizer.json` or a WordPiece `vocab.txt`.
+
+  BERT vocabularies have no EOS; `eos_id` is [SEP], which ends a sequence.
+  """
+
+  def __init__(self, tok):
+    self._tok = tok
+    # Files exported for inference often carry fixed truncation/padding.
+    tok.no_truncation()
+    tok.no_padding()
+    self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
+    find = tok.token_to_id
+    first = lambda *names: next(
+        (find(n) for n in names if find(n) is not None), None)
+    self.pad_id = first('[PAD]', '<pad>', '<|pad|>')
+    self.cls_id = first('[CLS]')
+    self.sep_id = first('[SEP]')
+    self.mask_id = first('[MASK]', '<mask>')
+    self.eos_id = first('</s>', '<|endoftext|>', '<eos>', '[SEP]')
+    if self.pad_id is None:
+      self.pad_id = 0
+    self._special = {i for i in (self.pad_id, self.cls_id, self.sep_id,
+                                 self.mask_id) if i is not None}
+
+  @classmethod
+  def from_json(cls, path: str) -> 'HuggingFaceTokenizer':
+    from tokenizers import Tokenizer as HfTokenizer  # pylint: disable=g-import-not-at-top
+    return cls(HfTokenizer.from_file(path))
+
+  @classmethod
+  def from_wordpiece_vocab(cls, path: str,
+                           lowercase: bool = True) -> 'HuggingFaceTokenizer':
+    from tokenizers import BertWordPieceTokenizer  # pylint: disable=g-import-not-at-top
+    wp = BertWordPieceTokenizer(path, lowercase=lowercase,
+                                strip_accents=lowercase)
+    return cls(wp._tokenizer)  # pylint: disable=protected-access
+
+  def encode(self, text: str) -> list[int]:
+    return self._tok.encode(text, add_special_tokens=False).ids
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    """Faster than a loop over `encode` (Rust, parallel)."""
+    return [e.ids for e in self._tok.encode_batch(
+        list(texts), add_special_tokens=False)]
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return self._tok.decode(_until_eos(ids, self.eos_id, self._special),
+                            skip_special_tokens=True)
+
+  def encode_with_offsets(self, text):
+    enc = self._tok.encode(text, add_special_tokens=False)
+    return enc.ids, [tuple(o) for o in enc.offsets]
+
+  def token(self, i: int) -> str:
+    return self._tok.id_to_token(i)
+
+
+class CharTokenizer:
+  """One id per character seen in training text; PAD=0, EOS=1, UNK=2."""
+  cls_id = sep_id = mask_id = None
+  pad_id, eos_id = PAD_ID, EOS_ID
+
+  def __init__(self, chars: str):
+    self.chars = chars
+    self._ids = {c: i + 3 for i, c in enumerate(chars)}
+    self.vocab_size = len(chars) + 3
+
+  def encode(self, text: str) -> list[int]:
+    return [self._ids.get(c, UNK_ID) for c in text]
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return ''.join(self.chars[i - 3] if i >= 3 else '\ufffd'
+                   for i in _until_eos(ids, EOS_ID, {PAD_ID}))
+
+  def encode_with_offsets(self, text):
+    return self.encode(text), [(i, i + 1) for i in range(len(text))]
+
+
+def build_tokenizer(tokenizer_config: ml_collections.ConfigDict, workdir: str,
+                    training_texts_fn: Callable[[], Iterable[str]] | None = None
+                    ) -> Tokenizer:
+  """Builds the tokenizer `config.tokenizer` describes (fields: module doc).
+
+  Args:
+    tokenizer_config: the `config.tokenizer` ConfigDict.
+    workdir: run directory; trained models are saved there and reused.
+    training_texts_fn: returns an iterable of training sentences; called only
+      when a model must be trained (SentencePiece without a saved model, or
+      the character vocabulary).
+  """
+  cfg = tokenizer_config
+  kind = cfg.kind
+  path = cfg.get('path', '') or ''
+  if kind == 'sentencepiece':
+    if not path:
+      path = os.path.join(workdir, 'spm.model')
+      if not os.path.exists(path):
+        if training_texts_fn is None:
+          raise ValueError('config.tokenizer: no path and no training text '
+                           'to train a SentencePiece model on')
+        train_sentencepiece(
+            training_texts_fn(), path, vocab_size=cfg.vocab_size,
+            model_type=cfg.get('model_type', 'unigram'),
+            character_coverage=cfg.get('character_coverage', 1.0),
+            max_sentences=cfg.get('max_training_sentences', 1_000_000),
+            byte_fallback=cfg.get('byte_fallback', False))
+    return SentencePieceTokenizer(path)
+  if kind == 'hf_json':
+    return HuggingFaceTokenizer.from_json(path)
+  if kind == 'wordpiece':
+    return HuggingFaceTokenizer.from_wordpiece_vocab(
+        path, lowercase=cfg.get('lowercase', True))
+  if kind == 'char':
+    path = path or os.path.join(workdir, 'chars.txt')
+    if not os.path.exists(path):
+      chars = sorted(set().union(*map(set, training_texts_fn())))
+      os.makedirs(workdir, exist_ok=True)
+      with open(path + '.tmp', 'w', encoding='utf-8') as f:
+        f.write(''.join(chars))
+      os.replace(path + '.tmp', path)
+    with open(path, encoding='utf-8') as f:
+      return CharTokenizer(f.read())
+  raise ValueError(f'config.tokenizer.kind: unknown kind {kind!r}; expected '
+                   "'sentencepiece', 'hf_json', 'wordpiece' or 'char'")

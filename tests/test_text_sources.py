@@ -1,0 +1,103 @@
+"""Readers on the real files and their one-line errors."""
+
+import gzip
+import os
+import pathlib
+
+import ml_collections
+import pytest
+
+from infra import text_sources
+from infra.text_sources import DataError
+
+DATA_DIR = os.environ.get(
+    'DATA_DIR', str(pathlib.Path(__file__).resolve().parents[1].parent /
+                    'shared' / 'data'))
+pytestmark = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
+                                reason=f'DATA_DIR {DATA_DIR} does not exist')
+
+
+def cfg(**kw):
+  return ml_collections.ConfigDict(dict(data_dir=DATA_DIR, **kw))
+
+
+def test_parallel_multi30k():
+  ex = text_sources.load_split(cfg(
+      format='parallel', inputs_pattern='multi30k/{split}.en.gz',
+      targets_pattern='multi30k/{split}.de.gz'), 'val')
+  assert len(ex) == 1014
+  assert ex[0]['inputs'].startswith('A group of men')
+  assert ex[0]['targets'].startswith('Eine Gruppe von Männern')
+
+
+def test_tsv_sst2_keeps_quotes(tmp_path):
+  rows = text_sources.load_split(cfg(format='tsv',
+                                     file_pattern='sst2/{split}.tsv'), 'dev')
+  assert len(rows) == 872 and set(rows[0]) == {'sentence', 'label'}
+  assert {r['label'] for r in rows} == {'0', '1'}
+  assert rows[0]['sentence'].startswith("it 's a charming")
+  # Without QUOTE_NONE, an unbalanced quote would swallow following rows.
+  t = tmp_path / 'q.tsv'
+  t.write_text('sentence\tlabel\nhe said " hi\t1\nbye\t0\n')
+  assert [r['label'] for r in text_sources.read_table(str(t))] == ['1', '0']
+
+
+def test_jsonl_squad_lines_and_text_fractions():
+  xsum = text_sources.load_split(cfg(format='jsonl',
+                                     file_pattern='xsum-sample/sample.jsonl'),
+                                 'train')
+  assert len(xsum) == 10 and set(xsum[0]) >= {'document', 'summary'}
+  squad = text_sources.load_split(cfg(
+      format='squad', file_pattern='squad-v1.1/{split}-v1.1.json.gz'), 'dev')
+  assert len(squad) == 10570
+  a = squad[0]['answers'][0]
+  assert squad[0]['context'][a['answer_start']:].startswith(a['text'])
+  wiki = text_sources.load_split(cfg(
+      format='lines', file_pattern='wikitext-2/{split}.txt.gz',
+      max_examples=50), 'valid')
+  assert len(wiki) == 50 and all(e['text'].strip() for e in wiki)
+  shakespeare = cfg(format='text', file_pattern='tinyshakespeare/input.txt',
+                    split_fractions={'train': (0.0, 0.9),
+                                     'validation': (0.9, 1.0)})
+  train = text_sources.load_split(shakespeare, 'train')[0]['text']
+  val = text_sources.load_split(shakespeare, 'validation')[0]['text']
+  assert len(train) + len(val) == 1115394 and train.startswith('First Citizen')
+
+
+def test_wikitext_documents():
+  lines = text_sources.read_lines(
+      os.path.join(DATA_DIR, 'wikitext-2', 'valid.txt.gz'))
+  docs = text_sources.split_documents(lines, 'wikitext_heading')
+  titles = [l for l in lines if l.startswith(' = ') and not
+            l.startswith(' = = ')]
+  assert len(docs) == len(titles) > 50
+  assert not any(l.startswith('=') for d in docs for l in d)
+  blank = text_sources.split_documents(['a', 'b', '', '', 'c', ''], 'blank_line')
+  assert blank == [['a', 'b'], ['c']]
+
+
+def test_errors_name_the_culprit(tmp_path):
+  a, b = tmp_path / 'a.txt', tmp_path / 'b.txt.gz'
+  a.write_text('one\ntwo\nthree\n')
+  with gzip.open(b, 'wt') as f:
+    f.write('eins\nzwei\n')
+  with pytest.raises(DataError, match=rf'{a} has 3 lines, {b} has 2'):
+    text_sources.read_parallel(str(a), str(b))
+  empty = tmp_path / 'empty.txt'
+  empty.write_text('')
+  with pytest.raises(DataError, match=rf'{empty}: file is empty'):
+    text_sources.read_lines(str(empty))
+  bad = tmp_path / 'bad.txt'
+  bad.write_bytes(b'ok\nfine\nn\xc3\xa4\n\xff\xfe here\n')
+  with pytest.raises(DataError, match=rf'{bad}: invalid UTF-8 on line 4'):
+    text_sources.read_lines(str(bad))
+  with pytest.raises(DataError,
+                     match='config.data.data_dir: directory /no/such'):
+    text_sources.load_split(ml_collections.ConfigDict(dict(
+        data_dir='/no/such', format='lines', file_pattern='x')), 'train')
+  with pytest.raises(DataError, match='missing.txt: file does not exist'):
+    text_sources.read_lines(str(tmp_path / 'missing.txt'))
+  tsv = tmp_path / 't.tsv'
+  tsv.write_text('a\tb\n1\t2\n3\n')
+  with pytest.raises(DataError, match='line 3 has a wrong number'):
+    text_sources.read_table(str(tsv))
