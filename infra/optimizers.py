@@ -1,0 +1,50 @@
+"""Optimiser and learning-rate schedule from `config.optimizer`."""
+import jax.numpy as jnp
+import optax
+
+
+def learning_rate_schedule(opt_config, total_steps: int):
+  """step -> learning rate.
+
+  'rsqrt': Vaswani et al. 2017, eq. 3: linear warmup, then decay with the
+    inverse square root of the step; `learning_rate` is the peak reached at
+    the end of warmup (the paper's base model peaks at
+    d_model^-0.5 * warmup^-0.5 = 6.99e-4 with 4000 warmup steps).
+  'cosine': linear warmup to the peak, cosine decay to `end_learning_rate`.
+  'constant': linear warmup, then constant.
+  """
+  peak, warmup = opt_config.learning_rate, max(opt_config.warmup_steps, 1)
+  kind = opt_config.schedule
+  if kind == 'rsqrt':
+    def schedule(step):
+      step = jnp.maximum(step.astype(jnp.float32) + 1.0, 1.0)
+      return peak * jnp.minimum(step / warmup, jnp.sqrt(warmup / step))
+    return schedule
+  if kind == 'cosine':
+    return optax.warmup_cosine_decay_schedule(
+        0.0, peak, warmup, max(total_steps, warmup + 1),
+        end_value=opt_config.end_learning_rate)
+  if kind == 'constant':
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)],
+        [warmup])
+  raise ValueError(f'optimizer.schedule={kind!r} is not one of rsqrt, cosine, '
+                   'constant')
+
+
+def make_optimizer(opt_config, total_steps: int):
+  """'adam' (the paper: b1 0.9, b2 0.98, eps 1e-9) or 'adamw' (decoupled
+  weight decay), with optional global-norm gradient clipping."""
+  schedule = learning_rate_schedule(opt_config, total_steps)
+  if opt_config.name == 'adam':
+    opt = optax.adam(schedule, b1=opt_config.b1, b2=opt_config.b2,
+                     eps=opt_config.eps)
+  elif opt_config.name == 'adamw':
+    opt = optax.adamw(schedule, b1=opt_config.b1, b2=opt_config.b2,
+                      eps=opt_config.eps, weight_decay=opt_config.weight_decay)
+  else:
+    raise ValueError(f'optimizer.name={opt_config.name!r} is not one of adam, '
+                     'adamw')
+  if opt_config.grad_clip_norm > 0:
+    opt = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), opt)
+  return opt, schedule
