@@ -1,0 +1,16 @@
+"""GPT-2 medium (Radford et al. 2019): 24 layers, d_model 1024, 16 heads.
+
+354,823,168 parameters with the 50257-token vocabulary and 1024 positions,
+as Hugging Face's `gpt2-medium`. See configs/gpt2_small.py.
+"""
+import ml_collections
+
+from configs.gpt2_small import gpt2_model
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  del arg
+  config = ml_collections.ConfigDict()
+  config.model_name = 'decoder_lm'
+  config.model = gpt2_model(num_layers=24, d_model=1024)
+  return config
