@@ -1,0 +1,406 @@
+"""grain input pipelines: one builder per task family, same skeleton for all.
+
+Training: the host's shard of the examples (every `process_count`-th one,
+starting at `process_index`) -> shuffle from the seed (a new order each
+epoch) -> repeat -> tokenize -> truncate/drop overlong (counted) -> pack or
+pad -> batch of `global_batch // process_count` rows. The iterator state is
+a small JSON dict (`get_state`/`set_state`), so a resumed run sees exactly
+the batches the uninterrupted run would have seen.
+
+Evaluation: every example exactly once. All hosts tokenize the whole split
+(evaluation sets are small), lay it out in global batches and each takes its
+rows; the last batch is filled with filler rows (`example_mask` 0,
+`example_index` -1) so every host runs the same number of same-shape steps.
+With `eval_length_buckets` examples are sorted by length and each batch is
+padded to the smallest bucket that fits its global batch (few shapes to
+compile, far less padding for decoding). Eval always truncates overlong
+examples (dropping would skip examples) and counts them.
+
+Config fields read here (`config.data`), besides those of
+`text_sources.load_split` (data_dir, format, file_pattern, ...):
+  overlong: 'truncate' (default) or 'drop' for training examples longer than
+    the max length; counts are in `BatchIterator.counters`.
+  packing: seq2seq/LM: pack several examples per row with segment ids
+    (LM with packing=False: a contiguous token stream cut into rows).
+  num_epochs: training epochs (None: repeat forever).
+  eval_length_buckets: e.g. [16, 32, 64]; None: pad to the max length.
+  read_threads: threads that tokenize in parallel (default 2).
+Batch keys and shapes are documented on each builder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from infra import mlm_masking, packing, squad_features, text_sources
+
+
+def per_host_batch_size(global_batch: int, process_count: int) -> int:
+  if global_batch % process_count:
+    raise ValueError(f'global batch {global_batch} is not divisible by '
+                     f'{process_count} processes')
+  return global_batch // process_count
+
+
+class BatchIterator:
+  """Yields batch dicts; `get_state()`/`set_state()` for checkpoints."""
+
+  def __init__(self, dataset: grain.IterDataset,
+               limit: packing.LengthLimitIterDataset | None):
+    self._it = iter(dataset)
+    self._limit_it = limit.last_iterator if limit is not None else None
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return next(self._it)
+
+  def get_state(self) -> dict[str, Any]:
+    return self._it.get_state()
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._it.set_state(state)
+
+  @property
+  def counters(self) -> dict[str, int]:
+    """Examples read, truncated and dropped so far (restored with state)."""
+    return dict(self._limit_it.counters) if self._limit_it else {}
+
+
+class Batches:
+  """A re-iterable pipeline: each `iter()` starts a fresh `BatchIterator`.
+
+  Eval pipelines also carry `num_batches`, `examples` (the raw example
+  dicts, indexed by a batch's `example_index`) and `counters`.
+  """
+
+  def __init__(self, dataset, limit=None, *, examples=None, num_batches=None,
+               counters=None):
+    self.dataset, self._limit = dataset, limit
+    self.examples, self.num_batches = examples, num_batches
+    self.counters = counters or {}
+
+  def __iter__(self) -> BatchIterator:
+    return BatchIterator(self.dataset, self._limit)
+
+
+def _host(process_index, process_count):
+  return (jax.process_index() if process_index is None else process_index,
+          jax.process_count() if process_count is None else process_count)
+
+
+def _pad(ex: dict, lengths: dict[str, int]) -> dict:
+  return {k: packing.pad_to(v, lengths[k]) if k in lengths else v
+          for k, v in ex.items()}
+
+
+def _train(source: Sequence, fn: Callable, cfg, *, seed, host, batch_size,
+           lengths, use_random=False, pack=False, keep_last_token=True,
+           finalize: Callable | None = None) -> Batches:
+  """The training skeleton described in the module docstring."""
+  index, count = host
+  ds = grain.MapDataset.source(source)[index::count]
+  if not len(ds):
+    raise text_sources.DataError(f'host {index} of {count} has no examples')
+  ds = ds.seed(seed).shuffle().repeat(cfg.get('num_epochs'))
+  ds = ds.random_map(fn) if use_random else ds.map(fn)
+  it = ds.to_iter_dataset(grain.ReadOptions(
+      num_threads=cfg.get('read_threads', 2),
+      prefetch_buffer_size=4 * batch_size))
+  limit = None
+  if lengths:
+    it = limit = packing.LengthLimitIterDataset(
+        it, lengths, cfg.get('overlong', 'truncate'), keep_last_token)
+  if pack:
+    it = packing.pack(it, lengths, num_packing_bins=batch_size, seed=seed)
+  else:
+    it = it.map(lambda ex: _pad(ex, lengths))
+  it = it.batch(batch_size, drop_remainder=True)
+  if finalize is not None:
+    it = it.map(finalize)
+  return Batches(it, limit)
+
+
+def _eval(examples: Sequence[dict], features: list[dict], lengths, cfg, *,
+          host, batch_size, length_key: str | None = None,
+          finalize: Callable | None = None) -> Batches:
+  """The evaluation layout described in the module docstring.
+
+  `features[i]` is the unpadded dict of arrays for `examples[i]`.
+  """
+  index, count = host
+  counters = {'examples': len(features), 'truncated': 0, 'dropped': 0}
+  for f in features:
+    over = [k for k in lengths if len(f[k]) > lengths[k]]
+    counters['truncated'] += bool(over)
+    for k in over:  # Keep the last token (EOS/[SEP]) as training does.
+      f[k] = np.concatenate([f[k][:lengths[k] - 1], f[k][-1:]])
+  if counters['truncated']:
+    logging.info('eval pipeline: %d of %d examples truncated to %s',
+                 counters['truncated'], len(features), lengths)
+  order = np.arange(len(features))
+  buckets = cfg.get('eval_length_buckets')
+  if buckets:
+    order = np.argsort([len(f[length_key]) for f in features], kind='stable')
+  global_batch = batch_size * count
+  num_batches = max(1, -(-len(features) // global_batch))
+  slots = np.full((num_batches * global_batch,), -1, np.int64)
+  slots[:len(order)] = order
+  slots = slots.reshape(num_batches, global_batch)
+  filler = {k: np.zeros((0,), np.int32) if k in lengths else np.zeros_like(v)
+            for k, v in features[0].items()}
+
+  def make_batch(b):
+    rows = slots[b, index * batch_size:(index + 1) * batch_size]
+    batch_lengths = dict(lengths)
+    if buckets:  # Same bucket on every host: chosen from the global batch.
+      longest = max((len(features[i][length_key]) for i in slots[b] if i >= 0),
+                    default=1)
+      fit = [x for x in sorted(buckets) if x >= longest]
+      batch_lengths[length_key] = fit[0] if fit else lengths[length_key]
+    exs = [_pad(features[i] if i >= 0 else filler, batch_lengths)
+           for i in rows]
+    batch = {k: np.stack([e[k] for e in exs]) for k in exs[0]}
+    batch['example_index'] = rows.astype(np.int32)
+    batch['example_mask'] = (rows >= 0).astype(np.int32)
+    return finalize(batch) if finalize else batch
+
+  ds = grain.MapDataset.range(num_batches).map(make_batch)
+  return Batches(ds, examples=examples, num_batches=num_batches,
+                 counters=counters)
+
+
+# ---------------------------------------------------------------- seq2seq
+
+
+def seq2seq_batches(data_config: ml_collections.ConfigDict, tokenizer,
+                    batch_size: int, seed: int, split: str, *, training: bool,
+                    process_index=None, process_count=None) -> Batches:
+  """Translation / summarization batches.
+
+  Fields: inputs_key, targets_key (default 'inputs'/'targets'),
+  max_input_length, max_target_length, packing, + module docstring.
+  Batch: inputs [b, Ls], targets [b, Lt] int32, both ending with EOS then
+  PAD; packed: also {inputs,targets}_{segmentation,position} [b, L*].
+  Eval adds example_index, example_mask [b].
+  """
+  cfg, host = data_config, _host(process_index, process_count)
+  b = per_host_batch_size(batch_size, host[1])
+  examples = text_sources.load_split(cfg, split)
+  in_key, tgt_key = cfg.get('inputs_key', 'inputs'), cfg.get('targets_key',
+                                                             'targets')
+  eos = np.asarray([tokenizer.eos_id], np.int32)
+
+  def tokenize(ex):
+    return {'inputs': np.concatenate([tokenizer.encode(ex[in_key]), eos]
+                                     ).astype(np.int32),
+            'targets': np.concatenate([tokenizer.encode(ex[tgt_key]), eos]
+                                      ).astype(np.int32)}
+
+  lengths = {'inputs': cfg.max_input_length,
+             'targets': cfg.max_target_length}
+  if training:
+    return _train(examples, tokenize, cfg, seed=seed, host=host, batch_size=b,
+                  lengths=lengths, pack=cfg.get('packing', False))
+  return _eval(examples, [tokenize(e) for e in examples], lengths, cfg,
+               host=host, batch_size=b, length_key='inputs')
+
+
+# ---------------------------------------------------------- language model
+
+
+def _lm_rows(batch):
+  """Packed documents -> inputs/targets/weights with input segmentation."""
+  return {'inputs': batch['inputs'], 'targets': batch['targets'],
+          'weights': (batch['targets_segmentation'] > 0).astype(np.float32),
+          'inputs_segmentation': batch['inputs_segmentation'],
+          'inputs_position': batch['inputs_position']}
+
+
+def lm_batches(data_config: ml_collections.ConfigDict, tokenizer,
+               batch_size: int, seed: int, split: str, *, training: bool,
+               process_index=None, process_count=None) -> Batches:
+  """Causal LM batches of length L = `max_length`.
+
+  Fields: text_key (default 'text'), max_length, packing, + module doc.
+  packing=False (and always for eval): documents, each followed by EOS, are
+  one token stream cut into rows of L+1 overlapping by one token, so every
+  token is a target exactly once. packing=True (training): each document
+  becomes EOS + tokens + EOS, packed with segment ids (EOS acts as BOS).
+  Batch: inputs, targets [b, L] int32 (targets = next tokens), weights
+  [b, L] float32 (0 on padding and filler); packed: also
+  inputs_segmentation, inputs_position [b, L]. Eval adds example_index,
+  example_mask [b] (an "example" is a row).
+  """
+  cfg, host = data_config, _host(process_index, process_count)
+  b = per_host_batch_size(batch_size, host[1])
+  length = cfg.max_length
+  examples = text_sources.load_split(cfg, split)
+  key = cfg.get('text_key', 'text')
+  eos = tokenizer.eos_id
+  if training and cfg.get('packing', False):
+    def doc(ex):
+      ids = np.asarray([eos] + tokenizer.encode(ex[key]) + [eos], np.int32)
+      return {'inputs': ids[:-1], 'targets': ids[1:]}
+    return _train(examples, doc, cfg, seed=seed, host=host, batch_size=b,
+                  lengths={'inputs': length, 'targets': length}, pack=True,
+                  keep_last_token=False,  # inputs/targets stay aligned.
+                  finalize=_lm_rows)
+  # The stream is tokenized up front: row boundaries depend on all counts.
+  stream = np.concatenate([np.asarray(tokenizer.encode(ex[key]) + [eos],
+                                      np.int32) for ex in examples])
+  rows, valid = packing.chunk_stream(stream, length + 1, length)
+
+  def row(i):
+    return {'inputs': rows[i, :-1], 'targets': rows[i, 1:],
+            'weights': valid[i, 1:].astype(np.float32)}
+
+  if training:
+    return _train(np.arange(len(rows)), row, cfg, seed=seed, host=host,
+                  batch_size=b, lengths={})
+  return _eval(rows, [row(i) for i in range(len(rows))], {}, cfg, host=host,
+               batch_size=b)
+
+
+# ------------------------------------------------------------------- BERT
+
+
+def bert_pretraining_batches(data_config: ml_collections.ConfigDict,
+                             tokenizer, batch_size: int, seed: int,
+                             split: str, *, training: bool,
+                             process_index=None, process_count=None
+                             ) -> Batches:
+  """Masked-LM + next-sentence-prediction batches (WordPiece tokenizer).
+
+  Fields: document_boundary ('blank_line' | 'wikitext_heading', see
+  text_sources.split_documents), max_length, mask_rate (0.15),
+  max_predictions (None: no cap), whole_word_masking (False),
+  next_sentence_prob (0.5), + module docstring. Pairs: a line and its true
+  next line, or a random line of another document (mlm_masking). Masks are
+  redrawn each epoch (the per-example generator depends on the position in
+  the repeated stream) and are the same after a restore.
+  Batch: input_ids, token_type_ids, attention_mask, mlm_targets [b, L]
+  int32, mlm_weights [b, L] float32, nsp_labels [b] int32.
+  """
+  cfg, host = data_config, _host(process_index, process_count)
+  b = per_host_batch_size(batch_size, host[1])
+  lines = [e[cfg.get('text_key', 'text')]
+           for e in text_sources.load_split(cfg, split)]
+  documents = text_sources.split_documents(lines, cfg.document_boundary)
+  instances = mlm_masking.nsp_instances(documents)
+  length = cfg.max_length
+  special = [i for i in (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id,
+                         tokenizer.mask_id) if i is not None]
+  continuation = None
+  if cfg.get('whole_word_masking', False):
+    continuation = np.asarray([tokenizer.token(i).startswith('##')
+                               for i in range(tokenizer.vocab_size)])
+
+  def make(instance, rng):
+    a, bb, label = mlm_masking.sample_sentence_pair(
+        documents, int(instance[0]), int(instance[1]), rng,
+        cfg.get('next_sentence_prob', 0.5))
+    ids, types = mlm_masking.build_pair(tokenizer.encode(a),
+                                        tokenizer.encode(bb), length,
+                                        tokenizer.cls_id, tokenizer.sep_id)
+    ids, types = packing.pad_to(ids, length), packing.pad_to(types, length)
+    masked, targets, weights = mlm_masking.mask_tokens(
+        ids, rng, vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id,
+        special_ids=special, mask_rate=cfg.get('mask_rate', 0.15),
+        max_predictions=cfg.get('max_predictions'),
+        is_continuation=None if continuation is None else continuation[ids])
+    return {'input_ids': masked, 'token_type_ids': types,
+            'attention_mask': (ids != tokenizer.pad_id).astype(np.int32),
+            'mlm_targets': targets, 'mlm_weights': weights,
+            'nsp_labels': np.int32(label)}
+
+  source = np.asarray(instances, np.int64).reshape(-1, 2)
+  if training:
+    return _train(source, make, cfg, seed=seed, host=host, batch_size=b,
+                  lengths={}, use_random=True)
+  # Eval: one fixed draw per instance, from (seed, index).
+  feats = [make(inst, np.random.default_rng([seed, i]))
+           for i, inst in enumerate(source)]
+  return _eval(instances, feats, {}, cfg, host=host, batch_size=b)
+
+
+# ------------------------------------------- classification and extractive QA
+
+
+def classification_batches(data_config: ml_collections.ConfigDict, tokenizer,
+                           batch_size: int, seed: int, split: str, *,
+                           training: bool, process_index=None,
+                           process_count=None) -> Batches:
+  """Sentence (pair) classification or regression, e.g. SST-2.
+
+  Fields: text_key ('sentence'), text_pair_key (None), label_key ('label'),
+  label_type ('int' | 'float'), max_length, + module docstring. Truncation
+  keeps the final [SEP] and cuts the end of the (second) sentence.
+  Batch: input_ids, token_type_ids, attention_mask [b, L] int32, labels [b]
+  int32 (float32 for regression). Eval adds example_index, example_mask.
+  """
+  cfg, host = data_config, _host(process_index, process_count)
+  b = per_host_batch_size(batch_size, host[1])
+  examples = text_sources.load_split(cfg, split)
+  pair_key = cfg.get('text_pair_key')
+  label_dtype = np.float32 if cfg.get('label_type', 'int') == 'float' else (
+      np.int32)
+
+  def tokenize(ex):
+    ids = [tokenizer.cls_id] + tokenizer.encode(ex[cfg.get('text_key',
+                                                           'sentence')])
+    ids.append(tokenizer.sep_id)
+    types = [0] * len(ids)
+    if pair_key:
+      second = tokenizer.encode(ex[pair_key]) + [tokenizer.sep_id]
+      ids, types = ids + second, types + [1] * len(second)
+    ids = np.asarray(ids, np.int32)
+    return {'input_ids': ids, 'token_type_ids': np.asarray(types, np.int32),
+            'attention_mask': np.ones_like(ids),
+            'labels': label_dtype(float(ex[cfg.get('label_key', 'label')]))}
+
+  lengths = dict.fromkeys(('input_ids', 'token_type_ids', 'attention_mask'),
+                          cfg.max_length)
+  if training:
+    return _train(examples, tokenize, cfg, seed=seed, host=host, batch_size=b,
+                  lengths=lengths)
+  return _eval(examples, [tokenize(e) for e in examples], lengths, cfg,
+               host=host, batch_size=b, length_key='input_ids')
+
+
+def qa_batches(data_config: ml_collections.ConfigDict, tokenizer,
+               batch_size: int, seed: int, split: str, *, training: bool,
+               process_index=None, process_count=None) -> Batches:
+  """SQuAD windows (squad_features) as batches.
+
+  Fields: max_length (384), doc_stride (128), max_query_length (64),
+  + module docstring. Batch: input_ids, token_type_ids, attention_mask
+  [b, L], start_positions, end_positions [b] int32. The returned Batches
+  has `features` (squad_features.QAFeatures) and `examples`; eval batches'
+  `example_index` is a feature index, so predictions go to
+  `squad_features.best_spans(batches.examples, batches.features, ...)`.
+  """
+  cfg, host = data_config, _host(process_index, process_count)
+  b = per_host_batch_size(batch_size, host[1])
+  examples = text_sources.load_split(cfg, split)
+  features = squad_features.make_features(
+      examples, tokenizer, max_length=cfg.get('max_length', 384),
+      doc_stride=cfg.get('doc_stride', 128),
+      max_query_length=cfg.get('max_query_length', 64))
+  if training:
+    out = _train(np.arange(len(features)), features.model_inputs, cfg,
+                 seed=seed, host=host, batch_size=b, lengths={})
+  else:
+    out = _eval(np.arange(len(features)),
+                [features.model_inputs(i) for i in range(len(features))], {},
+                cfg, host=host, batch_size=b)
+  out.features, out.examples = features, examples
+  return out
