@@ -9,7 +9,7 @@ the batches the uninterrupted run would have seen.
 
 Evaluation: every example exactly once. All hosts tokenize the whole split
 (evaluation sets are small), lay it out in global batches and each takes its
-rows; the last batch is filled with filler rows (`example_mask` 0,
+rows; the last batch is filled with filler rows (`example_weight` 0.0,
 `example_index` -1) so every host runs the same number of same-shape steps.
 With `eval_length_buckets` examples are sorted by length and each batch is
 padded to the smallest bucket that fits its global batch (few shapes to
@@ -170,7 +170,7 @@ def _eval(examples: Sequence[dict], features: list[dict], lengths, cfg, *,
            for i in rows]
     batch = {k: np.stack([e[k] for e in exs]) for k in exs[0]}
     batch['example_index'] = rows.astype(np.int32)
-    batch['example_mask'] = (rows >= 0).astype(np.int32)
+    batch['example_weight'] = (rows >= 0).astype(np.float32)
     return finalize(batch) if finalize else batch
 
   ds = grain.MapDataset.range(num_batches).map(make_batch)
@@ -190,7 +190,7 @@ def seq2seq_batches(data_config: ml_collections.ConfigDict, tokenizer,
   max_input_length, max_target_length, packing, + module docstring.
   Batch: inputs [b, Ls], targets [b, Lt] int32, both ending with EOS then
   PAD; packed: also {inputs,targets}_{segmentation,position} [b, L*].
-  Eval adds example_index, example_mask [b].
+  Eval adds example_index, example_weight [b].
   """
   cfg, host = data_config, _host(process_index, process_count)
   b = per_host_batch_size(batch_size, host[1])
@@ -238,7 +238,7 @@ def lm_batches(data_config: ml_collections.ConfigDict, tokenizer,
   Batch: inputs, targets [b, L] int32 (targets = next tokens), weights
   [b, L] float32 (0 on padding and filler); packed: also
   inputs_segmentation, inputs_position [b, L]. Eval adds example_index,
-  example_mask [b] (an "example" is a row).
+  example_weight [b] (an "example" is a row).
   """
   cfg, host = data_config, _host(process_index, process_count)
   b = per_host_batch_size(batch_size, host[1])
@@ -345,7 +345,7 @@ def classification_batches(data_config: ml_collections.ConfigDict, tokenizer,
   label_type ('int' | 'float'), max_length, + module docstring. Truncation
   keeps the final [SEP] and cuts the end of the (second) sentence.
   Batch: input_ids, token_type_ids, attention_mask [b, L] int32, labels [b]
-  int32 (float32 for regression). Eval adds example_index, example_mask.
+  int32 (float32 for regression). Eval adds example_index, example_weight.
   """
   cfg, host = data_config, _host(process_index, process_count)
   b = per_host_batch_size(batch_size, host[1])

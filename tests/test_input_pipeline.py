@@ -151,9 +151,9 @@ def test_eval_each_example_once(spm, buckets):
     assert batches.num_batches == 16  # ceil(1000 / 64)
     for b in per_host[-1]:
       shapes.add(b['inputs'].shape)
-      seen.extend(b['example_index'][b['example_mask'] == 1])
-      assert (b['example_index'][b['example_mask'] == 0] == -1).all()
-      assert (b['targets'][b['example_mask'] == 0] == 0).all()
+      seen.extend(b['example_index'][b['example_weight'] == 1])
+      assert (b['example_index'][b['example_weight'] == 0] == -1).all()
+      assert (b['targets'][b['example_weight'] == 0] == 0).all()
   assert sorted(seen) == list(range(1000))
   if buckets:
     assert len(shapes) > 1 and all(s[1] in buckets for s in shapes)
@@ -224,7 +224,7 @@ def test_classification_sst2(wordpiece):
   assert b['input_ids'].shape == (32, 48) and b['labels'].shape == (32,)
   assert (b['input_ids'][:, 0] == wordpiece.cls_id).all()
   np.testing.assert_array_equal(b['attention_mask'], b['input_ids'] != 0)
-  labels = np.concatenate([r['labels'][r['example_mask'] == 1] for r in rows])
+  labels = np.concatenate([r['labels'][r['example_weight'] == 1] for r in rows])
   assert labels.sum() == 444  # Positives in SST-2 dev.
   assert wordpiece.decode(b['input_ids'][0]).startswith("it ' s a charming")
   it = iter(input_pipeline.classification_batches(
@@ -240,7 +240,7 @@ def test_qa_batches(wordpiece):
       max_length=128, doc_stride=64, max_query_length=32))
   batches = input_pipeline.qa_batches(cfg, wordpiece, 16, seed=0,
                                       split='dev', training=False)
-  seen = [i for b in batches for i in b['example_index'][b['example_mask'] > 0]]
+  seen = [i for b in batches for i in b['example_index'][b['example_weight'] > 0]]
   assert sorted(seen) == list(range(len(batches.features)))
   assert len(batches.features) > 40
   b = next(iter(input_pipeline.qa_batches(cfg, wordpiece, 16, seed=0,
