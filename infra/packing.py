@@ -97,8 +97,9 @@ def pack(ds: grain.IterDataset, lengths: Mapping[str, int],
 
   Why grain's first-fit packer over greedy (one open row): with N open bins an
   example goes into the first bin with room, so a long example that does not
-  fit the current row no longer closes it; on Multi30k rows are filled to
-  ~90% instead of ~75% (tests/test_packing.py measures it). Its checkpoint
+  fit the current row no longer closes it; with Multi30k caption lengths in
+  rows of 64, 32 bins fill 96% of the tokens against 90% for greedy
+  (tests/test_packing.py checks it). Its checkpoint
   holds only the parent's position and replays from there, so the state
   stays a small JSON dict. N is the per-host batch size: all N bins are
   emitted together when an example fits none, i.e. one batch at a time.
