@@ -1,0 +1,92 @@
+"""Throughput of the seq2seq input pipeline on Multi30k en-de.
+
+Trains a SentencePiece model (unigram, --vocab_size) on the training text
+into a temporary directory, builds `input_pipeline.seq2seq_batches` for the
+train split, skips --warmup batches and times --num_batches more. Prints
+batches/s, real (non-PAD) tokens/s and padded tokens/s (inputs + targets),
+to compare with the training step's speed.
+
+Command (from the repository root):
+  DATA_DIR=../shared/data python experiments/input_pipeline_benchmark.py
+  DATA_DIR=../shared/data python experiments/input_pipeline_benchmark.py \
+      --packing
+
+Results (2 CPU cores, AMD EPYC, no accelerator; grain 0.2.18; global batch
+64, max length 64, vocab 8000, 300 timed batches after 20 warm-up):
+  padded (default):       100 batches/s, 205,000 real tokens/s,
+                          823,000 padded tokens/s (25% of slots are tokens)
+  padded, read_threads=1: 120 batches/s, 245,000 real tokens/s
+  --packing:              18 batches/s, 138,000 real tokens/s (92% fill:
+                          one packed batch holds ~3.7 padded batches' tokens)
+  SentencePiece training on 58k sentences: 2.6 s.
+The tokenizing threads contend for the GIL on 2 cores (1 thread is faster);
+grain's Python first-fit packer is the packed pipeline's cost.
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+import ml_collections
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from infra import input_pipeline, text_sources, tokenizers  # pylint: disable=g-import-not-at-top
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--data_dir', default=os.environ.get(
+      'DATA_DIR', str(pathlib.Path(__file__).resolve().parents[2] / 'shared'
+                      / 'data')))
+  parser.add_argument('--global_batch', type=int, default=64)
+  parser.add_argument('--max_length', type=int, default=64)
+  parser.add_argument('--vocab_size', type=int, default=8000)
+  parser.add_argument('--packing', action='store_true')
+  parser.add_argument('--read_threads', type=int, default=2)
+  parser.add_argument('--warmup', type=int, default=20)
+  parser.add_argument('--num_batches', type=int, default=300)
+  args = parser.parse_args()
+
+  data = ml_collections.ConfigDict(dict(
+      data_dir=args.data_dir, format='parallel',
+      inputs_pattern='multi30k/{split}.en.gz',
+      targets_pattern='multi30k/{split}.de.gz', max_examples=None,
+      max_input_length=args.max_length, max_target_length=args.max_length,
+      overlong='truncate', packing=args.packing, num_epochs=None,
+      read_threads=args.read_threads))
+  with tempfile.TemporaryDirectory() as workdir:
+    t0 = time.perf_counter()
+    train = text_sources.load_split(data, 'train')
+    tok = tokenizers.build_tokenizer(
+        ml_collections.ConfigDict(dict(
+            kind='sentencepiece', vocab_size=args.vocab_size,
+            model_type='unigram', character_coverage=1.0)),
+        workdir, lambda: (t for e in train for t in (e['inputs'],
+                                                     e['targets'])))
+    print(f'SentencePiece training: {time.perf_counter() - t0:.1f} s')
+    it = iter(input_pipeline.seq2seq_batches(
+        data, tok, args.global_batch, seed=0, split='train', training=True))
+    for _ in range(args.warmup):
+      next(it)
+    real = 0
+    t0 = time.perf_counter()
+    for _ in range(args.num_batches):
+      batch = next(it)
+      real += int((batch['inputs'] > 0).sum() + (batch['targets'] > 0).sum())
+    dt = time.perf_counter() - t0
+  padded = args.num_batches * args.global_batch * 2 * args.max_length
+  print(f'global_batch={args.global_batch} max_length={args.max_length} '
+        f'packing={args.packing} read_threads={args.read_threads} '
+        f'cpus={os.cpu_count()}')
+  print(f'{args.num_batches / dt:.1f} batches/s, {real / dt:,.0f} real '
+        f'tokens/s, {padded / dt:,.0f} padded tokens/s '
+        f'(fill {real / padded:.0%}), {len(train)} train pairs')
+  print(f'counters: {it.counters}')
+
+
+if __name__ == '__main__':
+  main()
