@@ -273,3 +273,25 @@ def test_bert_pretraining(wordpiece):
       cfg, wordpiece, 32, seed=0, split='valid', training=True))
   it2.set_state(state)
   assert_same(take(it2, 2), after)
+
+
+def test_char_level_shakespeare(tmp_path):
+  cfg = ml_collections.ConfigDict(dict(
+      data_dir=DATA_DIR, format='text', file_pattern='tinyshakespeare/input.txt',
+      split_fractions={'train': (0.0, 0.9), 'validation': (0.9, 1.0)},
+      max_length=128, packing=False))
+  text = text_sources.load_split(cfg, 'train')[0]['text']
+  tok = tokenizers.build_tokenizer(
+      ml_collections.ConfigDict(dict(kind='char')), str(tmp_path),
+      lambda: [text])
+  assert tok.vocab_size == 3 + 65
+  b = next(iter(input_pipeline.lm_batches(cfg, tok, 4, seed=0, split='train',
+                                          training=True)))
+  assert b['inputs'].shape == (4, 128)
+  for row in b['inputs']:
+    assert tok.decode(row) in text  # A contiguous slice of the play.
+  val = input_pipeline.lm_batches(cfg, tok, 4, seed=0, split='validation',
+                                  training=False)
+  total = sum(x['weights'].sum() for x in val)
+  val_text = text_sources.load_split(cfg, 'validation')[0]['text']
+  assert total == len(val_text)  # Every char after the first, plus EOS.
