@@ -162,10 +162,12 @@ class HuggingFaceTokenizer:
     self.sep_id = first('[SEP]')
     self.mask_id = first('[MASK]', '<mask>')
     self.eos_id = first('</s>', '<|endoftext|>', '<eos>', '[SEP]')
-    if self.pad_id is None:
-      self.pad_id = 0
     self._special = {i for i in (self.pad_id, self.cls_id, self.sep_id,
                                  self.mask_id) if i is not None}
+    if self.pad_id is None:
+      # No pad token (GPT-2): batches still pad with 0, masked by weights;
+      # id 0 is a real token there, so decode must not drop it.
+      self.pad_id = 0
 
   @classmethod
   def from_json(cls, path: str) -> 'HuggingFaceTokenizer':
