@@ -1,0 +1,50 @@
+"""Text generation with a decoder-only LM: cache + callback + `sampling.sample`.
+
+The model knows no decoding and `infra.sampling` knows no model; this module
+joins them for `models.decoder_lm.DecoderLM`.
+"""
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from infra import sampling
+from models.config import ModelConfig
+from models.decoder_lm import DecoderLM, init_cache
+
+
+def _right_pad(prompts, pad_id: int):
+  if isinstance(prompts, (np.ndarray, jax.Array)):
+    return jnp.asarray(prompts, jnp.int32)
+  width = max(len(p) for p in prompts)
+  rows = [list(p) + [pad_id] * (width - len(p)) for p in prompts]
+  return jnp.asarray(rows, jnp.int32)
+
+
+def generate(model_cfg: ModelConfig, params, prompts, rng, *,
+             max_decode_len: int, temperature: float = 1.0, top_k: int = 0,
+             top_p: float = 1.0, stop_ids: Sequence[int] = (),
+             bos_id: int = 0, pad_id: int = 0):
+  """Samples continuations of `prompts` with `infra.sampling.sample`.
+
+  prompts: int [batch, P] right-padded with pad_id, or a list of id lists of
+    different lengths (padded here). They exclude `bos_id`, which is fed
+    first (GPT-2: bos_id=50256, <|endoftext|>).
+  Returns dict(tokens=int32[batch, max_decode_len] prompt + continuation,
+    pad_id after a stop token; lengths=int32[batch]). Not jitted here: wrap
+    it in `jax.jit(..., static_argnames=...)` for repeated calls.
+  """
+  prompt = _right_pad(prompts, pad_id)
+  model = DecoderLM(model_cfg, decode=True)
+  cache = init_cache(model_cfg, prompt.shape[0], max_decode_len)
+
+  def tokens_to_logits(ids, cache):
+    logits, updates = model.apply({'params': params, 'cache': cache}, ids,
+                                  mutable=['cache'])
+    return logits[:, -1], updates['cache']
+
+  return sampling.sample(
+      tokens_to_logits, cache, rng, prompt=prompt,
+      max_decode_len=max_decode_len, temperature=temperature, top_k=top_k,
+      top_p=top_p, stop_ids=stop_ids, bos_id=bos_id, pad_id=pad_id)
