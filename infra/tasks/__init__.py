@@ -18,6 +18,10 @@ import importlib
 
 _TASKS = {
     'seq2seq': 'infra.tasks.seq2seq:Seq2SeqTask',
+    'causal_lm': 'infra.tasks.causal_lm:CausalLMTask',
+    'bert_pretraining': 'infra.tasks.bert_pretraining:BertPretrainingTask',
+    'classification': 'infra.tasks.classification:ClassificationTask',
+    'extractive_qa': 'infra.tasks.extractive_qa:ExtractiveQATask',
 }
 
 
