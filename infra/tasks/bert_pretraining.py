@@ -1,0 +1,132 @@
+"""BERT pre-training (Devlin et al. 2018): masked LM + next-sentence loss.
+
+The loss is sum(MLM token losses) + sum_i(n_i * NSP loss of example i),
+divided (by train.py, after summing over devices) by the number of masked
+tokens sum_i n_i: the mean MLM loss plus a mean NSP loss whose examples are
+weighted by their masked-token count n_i. As a sum over tokens it splits
+exactly across devices and microbatches, and both losses count about
+equally, as in the paper's (mean MLM + mean NSP).
+"""
+import jax.numpy as jnp
+import numpy as np
+
+from infra import input_pipeline, losses
+from infra.tasks import synthetic, text_data
+from models.bert import BertForPreTraining
+from models.config import model_config_from
+
+_INPUTS = ('input_ids', 'token_type_ids', 'attention_mask')
+
+
+class BertPretrainingTask:
+  """See infra/tasks/__init__.py for the interface.
+
+  Batches: input_ids, token_type_ids, attention_mask, mlm_targets [b, L]
+  int32, mlm_weights [b, L] float32 (1 at masked positions), nsp_labels [b]
+  (0 IsNext, 1 NotNext). With config.data.max_predictions the MLM head runs
+  only at the first max_predictions masked positions of each row.
+  """
+
+  def __init__(self, config):
+    self.config = config
+    self.model_config = model_config_from(config.model)
+    text_data.check_source(config.data)
+    self.length = config.data.max_length
+    self._tokenizer = None
+
+  # Model -------------------------------------------------------------------
+  def build_model(self, train: bool, decode: bool = False):
+    if decode:
+      raise ValueError('BERT has no decoding mode')
+    return BertForPreTraining(self.model_config, deterministic=not train)
+
+  def init_variables(self, rng):
+    ids = jnp.ones((1, self.length), jnp.int32)
+    return self.build_model(train=False).init(rng, ids, ids, ids)
+
+  def _forward(self, params, batch, rng, train):
+    targets, weights = batch['mlm_targets'], batch['mlm_weights']
+    if 'example_weight' in batch:
+      weights = weights * batch['example_weight'][:, None]
+    positions = None
+    max_predictions = self.config.data.get('max_predictions')
+    if max_predictions:  # masked positions first (stable), then padding
+      positions = jnp.argsort(-weights, axis=-1, stable=True)[
+          :, :max_predictions]
+      targets = jnp.take_along_axis(targets, positions, axis=-1)
+      weights = jnp.take_along_axis(weights, positions, axis=-1)
+    out = self.build_model(train).apply(
+        {'params': params}, *(batch[k] for k in _INPUTS),
+        masked_positions=positions, rngs={'dropout': rng} if train else {})
+    return out, targets, weights
+
+  # Loss --------------------------------------------------------------------
+  def loss_sums(self, params, batch, rng, train: bool):
+    out, targets, weights = self._forward(params, batch, rng, train)
+    mlm = losses.cross_entropy_sums(out['mlm_logits'], targets, weights)
+    masked_per_example = weights.sum(-1)
+    nsp = losses.cross_entropy_sums(out['nsp_logits'], batch['nsp_labels'],
+                                    masked_per_example)
+    examples = (batch['example_weight'] if 'example_weight' in batch else
+                jnp.ones_like(masked_per_example))
+    nsp_hits = (jnp.argmax(out['nsp_logits'], -1) == batch['nsp_labels'])
+    return dict(loss=mlm['loss'] + nsp['loss'], weight=mlm['weight'],
+                correct=mlm['correct'], mlm_loss=mlm['loss'],
+                nsp_loss=nsp['loss'],
+                nsp_correct=(nsp_hits * examples).sum(),
+                nsp_examples=examples.sum())
+
+  # Prediction --------------------------------------------------------------
+  def predict(self, params, batch):
+    """Masked-token and next-sentence predictions (argmax)."""
+    out, _, _ = self._forward(params, batch, None, False)
+    return dict(mlm=jnp.argmax(out['mlm_logits'], -1).astype(jnp.int32),
+                nsp=jnp.argmax(out['nsp_logits'], -1).astype(jnp.int32))
+
+  def score(self, predictions, batches):
+    """MLM accuracy over masked tokens, NSP accuracy over examples."""
+    mlm_hits = mlm_count = nsp_hits = nsp_count = 0.0
+    max_predictions = self.config.data.get('max_predictions')
+    for pred, batch in zip(predictions, batches):
+      example = np.asarray(batch['example_weight'])
+      weights = np.asarray(batch['mlm_weights']) * example[:, None]
+      targets = np.asarray(batch['mlm_targets'])
+      if max_predictions:
+        order = np.argsort(-weights, axis=-1, kind='stable')[:,
+                                                              :max_predictions]
+        weights = np.take_along_axis(weights, order, -1)
+        targets = np.take_along_axis(targets, order, -1)
+      mlm_hits += float(((np.asarray(pred['mlm']) == targets) * weights).sum())
+      mlm_count += float(weights.sum())
+      nsp_hits += float(((np.asarray(pred['nsp']) == np.asarray(
+          batch['nsp_labels'])) * example).sum())
+      nsp_count += float(example.sum())
+    return {'mlm_accuracy': (mlm_hits, mlm_count),
+            'nsp_accuracy': (nsp_hits, nsp_count)}
+
+  # Data --------------------------------------------------------------------
+  def _make(self, rng, count):
+    return synthetic.bert_pretraining_rows(rng, count, self.length,
+                                           self.model_config.vocab_size)
+
+  def _pipeline(self, global_batch_size, training, workdir=None):
+    if self._tokenizer is None:
+      self._tokenizer = text_data.build_tokenizer(self.config, workdir,
+                                                  self.model_config)
+    return input_pipeline.bert_pretraining_batches(
+        self.config.data, self._tokenizer, global_batch_size,
+        self.config.seed, text_data.split_name(self.config.data, training),
+        training=training)
+
+  def train_batches(self, workdir, global_batch_size: int, host_rows: slice):
+    if self.config.data.source == 'synthetic':
+      return synthetic.SyntheticStream(self._make, self.config.seed,
+                                       global_batch_size, host_rows)
+    return iter(self._pipeline(global_batch_size, True, workdir))
+
+  def eval_batches(self, global_batch_size: int, host_rows: slice):
+    if self.config.data.source == 'synthetic':
+      return synthetic.eval_batches(self._make, self.config.seed,
+                                    self.config.data.num_eval_examples,
+                                    global_batch_size, host_rows)
+    return self._pipeline(global_batch_size, False)

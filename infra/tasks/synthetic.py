@@ -1,0 +1,128 @@
+"""Built-in data for the LM and BERT tasks, generated from the seed.
+
+Every row is built from arithmetic progressions over the ordinary tokens
+(x_t = x_0 + t * step, wrapping around), so each task is learnable in a few
+hundred CPU steps and needs no download or tokenizer. Special ids follow
+BERT's order: 0 [PAD], 1 [SEP] (also EOS), 2 [CLS], 3 [MASK]; ordinary
+tokens are 4..vocab-1.
+
+Batch `step` of a split is a pure function of (seed, task, split, step), so
+a resumed run sees exactly the batches it would have seen.
+"""
+from typing import Callable
+
+import numpy as np
+
+from infra import mlm_masking
+from infra.eval_batching import fixed_size_batches
+
+PAD, SEP, CLS, MASK = 0, 1, 2, 3
+FIRST_TOKEN = 4
+_SPLITS = {'train': 0, 'eval': 1}
+
+
+def progression(rng, length: int, vocab_size: int, start=None, step=None):
+  """[length] ordinary tokens x_0 + t * step (mod the ordinary range)."""
+  span = vocab_size - FIRST_TOKEN
+  start = rng.integers(span) if start is None else start
+  step = rng.integers(1, 4) if step is None else step
+  return (FIRST_TOKEN + (start + step * np.arange(length)) % span).astype(
+      np.int32)
+
+
+def lm_rows(rng, count: int, length: int, vocab_size: int) -> dict:
+  """Causal LM: inputs/targets [count, length] (next token), weights."""
+  rows = np.stack([progression(rng, length + 1, vocab_size)
+                   for _ in range(count)])
+  return {'inputs': rows[:, :-1], 'targets': rows[:, 1:],
+          'weights': np.ones((count, length), np.float32)}
+
+
+def bert_pretraining_rows(rng, count: int, length: int,
+                          vocab_size: int) -> dict:
+  """[CLS] A [SEP] B [SEP] with 15% of tokens masked; B continues A's
+  progression (IsNext, label 0) or is another progression (label 1)."""
+  keys = ('input_ids', 'token_type_ids', 'attention_mask', 'mlm_targets',
+          'mlm_weights', 'nsp_labels')
+  out = {k: [] for k in keys}
+  for _ in range(count):
+    len_a = int(rng.integers(3, (length - 3) // 2 + 1))
+    len_b = int(rng.integers(3, length - 3 - len_a + 1))
+    a = progression(rng, len_a + len_b, vocab_size)
+    label = int(rng.random() >= 0.5)
+    b = progression(rng, len_b, vocab_size) if label else a[len_a:]
+    ids, types = mlm_masking.build_pair(a[:len_a], b, length, CLS, SEP)
+    pad = length - len(ids)
+    ids, types = np.pad(ids, (0, pad)), np.pad(types, (0, pad))
+    masked, targets, weights = mlm_masking.mask_tokens(
+        ids, rng, vocab_size=vocab_size, mask_id=MASK,
+        special_ids=(PAD, SEP, CLS, MASK))
+    for k, v in zip(keys, (masked, types, (ids != PAD).astype(np.int32),
+                           targets, weights, np.int32(label))):
+      out[k].append(v)
+  return {k: np.stack(v) for k, v in out.items()}
+
+
+def classification_rows(rng, count: int, length: int, vocab_size: int,
+                        num_labels: int) -> dict:
+  """[CLS] progression [SEP] (random length); the label is its step - 1
+  (regression, num_labels=1: the step as a float)."""
+  steps = rng.integers(1, max(num_labels, 2) + 1, count)
+  ids = np.zeros((count, length), np.int32)
+  for i, step in enumerate(steps):
+    n = int(rng.integers(3, length - 1))
+    ids[i, :n + 2] = np.concatenate(
+        [[CLS], progression(rng, n, vocab_size, step=step), [SEP]])
+  labels = (steps.astype(np.float32) if num_labels == 1 else
+            (steps - 1).astype(np.int32))
+  return {'input_ids': ids, 'token_type_ids': np.zeros_like(ids),
+          'attention_mask': (ids != PAD).astype(np.int32), 'labels': labels}
+
+
+def qa_rows(rng, count: int, length: int, vocab_size: int) -> dict:
+  """[CLS] q [SEP] context [SEP] over distinct context tokens: the answer is
+  the one-token span where the question token q occurs in the context."""
+  ids = np.zeros((count, length), np.int32)
+  starts = np.zeros((count,), np.int32)
+  for i in range(count):
+    context = rng.permutation(np.arange(FIRST_TOKEN, vocab_size))[:length - 4]
+    where = int(rng.integers(len(context) - 2))
+    ids[i] = np.concatenate([[CLS, context[where], SEP], context, [SEP]])
+    starts[i] = 3 + where
+  return {'input_ids': ids, 'token_type_ids': (np.arange(length) >= 3)
+          .astype(np.int32)[None].repeat(count, 0),
+          'attention_mask': np.ones_like(ids), 'start_positions': starts,
+          'end_positions': starts}
+
+
+class SyntheticStream:
+  """Infinite training batches of `make(rng, count)`; state is the step."""
+
+  def __init__(self, make: Callable, seed: int, global_batch_size: int,
+               host_rows: slice):
+    self.make, self.seed = make, seed
+    self.global_batch_size, self.host_rows = global_batch_size, host_rows
+    self.step = 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    rng = np.random.default_rng([self.seed, _SPLITS['train'], self.step])
+    batch = self.make(rng, self.global_batch_size)
+    self.step += 1
+    return {k: v[self.host_rows] for k, v in batch.items()}
+
+  def get_state(self) -> dict:
+    return {'step': self.step}
+
+  def set_state(self, state: dict):
+    self.step = int(state['step'])
+
+
+def eval_batches(make: Callable, seed: int, num_examples: int,
+                 global_batch_size: int, host_rows: slice) -> list:
+  """The held-out set (its own random stream), in fixed-size batches."""
+  rng = np.random.default_rng([seed, _SPLITS['eval']])
+  return fixed_size_batches(make(rng, num_examples), global_batch_size,
+                            host_rows)

@@ -1,0 +1,129 @@
+"""Causal-LM and BERT tasks in the train loop; fine-tuning from pre-training."""
+import jax
+import numpy as np
+import pytest
+
+import train
+from configs import bert_finetune, bert_pretraining, causal_lm
+from infra import optimizers
+from infra.tasks import get_task, synthetic
+
+
+def shrink(config, steps=3):
+  config.model.d_model = 32
+  config.model.num_heads = 4
+  config.model.d_ff = 64
+  config.batch_size = 16
+  config.eval_batch_size = 16
+  config.data.num_eval_examples = 16
+  config.num_train_steps = steps
+  config.log_every = 1
+  config.eval_every = steps
+  config.checkpoint_every = steps
+  config.optimizer.warmup_steps = 1
+  return config
+
+
+def flat(tree):
+  return {jax.tree_util.keystr(k): np.asarray(v)
+          for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+@pytest.fixture(scope='module')
+def pretrained_workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('bert_pt'))
+  result = train.train_and_evaluate(shrink(bert_pretraining.get_config()),
+                                    workdir)
+  metrics = result.eval_metrics
+  assert np.isfinite(metrics['eval/loss'])
+  assert 0 <= metrics['eval/mlm_accuracy'] <= 1
+  assert 0 <= metrics['eval/nsp_accuracy'] <= 1
+  return workdir, result.state.params
+
+
+@pytest.mark.parametrize('task', ['classification', 'qa'])
+def test_finetuning_restores_the_encoder_and_initialises_the_head(
+    pretrained_workdir, task):
+  workdir, pretrained = pretrained_workdir
+  config = shrink(bert_finetune.get_config(f'task={task}'))
+  config.init_from = workdir
+  fine_task = get_task(config)
+  optimizer, _ = optimizers.make_optimizer(config.optimizer,
+                                           config.num_train_steps)
+  state = train.initial_state(fine_task, optimizer, config)
+  restored, source = flat(state.params['bert']), flat(pretrained['bert'])
+  # QA has no pooler (as Hugging Face's); the rest of the encoder is there.
+  unused = {"['pooler']['kernel']", "['pooler']['bias']"} if task == 'qa' \
+      else set()
+  assert restored.keys() == source.keys() - unused
+  for key in restored:
+    np.testing.assert_array_equal(restored[key], source[key])
+  head = 'classifier' if task == 'classification' else 'qa_outputs'
+  assert set(state.params) == {'bert', head}
+  fresh = jax.jit(fine_task.init_variables)(
+      jax.random.key(config.seed))['params']  # as train.initial_state
+  np.testing.assert_array_equal(state.params[head]['kernel'],
+                                fresh[head]['kernel'])
+  # ... and training runs from there.
+  result = train.train_and_evaluate(config, str(workdir) + f'_{task}')
+  assert np.isfinite(result.eval_metrics['eval/loss'])
+  score = 'label_accuracy' if task == 'classification' else 'span_exact_match'
+  assert 0 <= result.eval_metrics[f'eval/{score}'] <= 1
+
+
+def test_causal_lm_learns_the_synthetic_rows(tmp_path):
+  config = shrink(causal_lm.get_config(), steps=200)
+  config.model.d_model = 64
+  config.batch_size = 32
+  config.optimizer.learning_rate = 3e-3
+  config.log_every = 50
+  config.decode.beam_size = 1  # greedy continuations, scored
+  result = train.train_and_evaluate(config, str(tmp_path))
+  # Chance is 1/64; the first two tokens of a row are unpredictable.
+  assert result.eval_metrics['eval/accuracy'] > 0.85
+  assert result.eval_metrics['eval/continuation_accuracy'] > 0.85
+
+
+def test_pretraining_loss_weights_nsp_by_masked_tokens():
+  config = shrink(bert_pretraining.get_config())
+  task = get_task(config)
+  params = task.init_variables(jax.random.key(0))['params']
+  batch = task.eval_batches(8, slice(0, 8))[0]
+  sums = task.loss_sums(params, batch, None, train=False)
+  np.testing.assert_allclose(sums['loss'], sums['mlm_loss'] +
+                             sums['nsp_loss'], rtol=1e-6)
+  # Each example's NSP loss counts once per masked token it has.
+  out = task.build_model(False).apply(
+      {'params': params}, batch['input_ids'], batch['token_type_ids'],
+      batch['attention_mask'])
+  log_p = jax.nn.log_softmax(out['nsp_logits'])
+  per_example = -np.take_along_axis(np.asarray(log_p),
+                                    batch['nsp_labels'][:, None], 1)[:, 0]
+  masked = batch['mlm_weights'].sum(1) * batch['example_weight']
+  np.testing.assert_allclose(sums['nsp_loss'], (per_example * masked).sum(),
+                             rtol=1e-5)
+  assert sums['weight'] == masked.sum()
+
+
+def test_synthetic_rows_are_well_formed():
+  rng = np.random.default_rng(0)
+  pt = synthetic.bert_pretraining_rows(rng, 8, 32, 64)
+  assert (pt['input_ids'][:, 0] == synthetic.CLS).all()
+  assert ((pt['mlm_weights'] > 0) <= (pt['attention_mask'] > 0)).all()
+  assert set(np.unique(pt['nsp_labels'])) <= {0, 1}
+  qa = synthetic.qa_rows(rng, 8, 32, 64)
+  rows = np.arange(8)
+  # The answer is where the question token occurs in the context.
+  np.testing.assert_array_equal(
+      qa['input_ids'][rows, qa['start_positions']], qa['input_ids'][:, 1])
+  np.testing.assert_array_equal(qa['end_positions'], qa['start_positions'])
+  cls = synthetic.classification_rows(rng, 8, 32, 64, num_labels=3)
+  steps = cls['input_ids'][:, 2] - cls['input_ids'][:, 1]
+  np.testing.assert_array_equal(steps % 60, cls['labels'] + 1)
+
+
+def test_unknown_data_source_is_one_clear_error():
+  config = causal_lm.get_config()
+  config.data.source = 'web'
+  with pytest.raises(ValueError, match="config.data.source='web'"):
+    get_task(config)
