@@ -64,11 +64,10 @@ def test_finetuning_restores_the_encoder_and_initialises_the_head(
       jax.random.key(config.seed))['params']  # as train.initial_state
   np.testing.assert_array_equal(state.params[head]['kernel'],
                                 fresh[head]['kernel'])
-  # ... and training runs from there.
-  result = train.train_and_evaluate(config, str(workdir) + f'_{task}')
-  assert np.isfinite(result.eval_metrics['eval/loss'])
-  score = 'label_accuracy' if task == 'classification' else 'span_exact_match'
-  assert 0 <= result.eval_metrics[f'eval/{score}'] <= 1
+  if task == 'classification':  # ... and training runs from there.
+    result = train.train_and_evaluate(config, str(workdir) + '_finetune')
+    assert np.isfinite(result.eval_metrics['eval/loss'])
+    assert 0 <= result.eval_metrics['eval/label_accuracy'] <= 1
 
 
 def test_causal_lm_learns_the_synthetic_rows(tmp_path):
@@ -87,13 +86,14 @@ def test_causal_lm_learns_the_synthetic_rows(tmp_path):
 def test_pretraining_loss_weights_nsp_by_masked_tokens():
   config = shrink(bert_pretraining.get_config())
   task = get_task(config)
-  params = task.init_variables(jax.random.key(0))['params']
+  params = jax.jit(task.init_variables)(jax.random.key(0))['params']
   batch = task.eval_batches(8, slice(0, 8))[0]
-  sums = task.loss_sums(params, batch, None, train=False)
+  sums = jax.jit(lambda p, b: task.loss_sums(p, b, None, train=False))(
+      params, batch)
   np.testing.assert_allclose(sums['loss'], sums['mlm_loss'] +
                              sums['nsp_loss'], rtol=1e-6)
   # Each example's NSP loss counts once per masked token it has.
-  out = task.build_model(False).apply(
+  out = jax.jit(task.build_model(False).apply)(
       {'params': params}, batch['input_ids'], batch['token_type_ids'],
       batch['attention_mask'])
   log_p = jax.nn.log_softmax(out['nsp_logits'])
