@@ -3,14 +3,9 @@
 354,823,168 parameters with the 50257-token vocabulary and 1024 positions,
 as Hugging Face's `gpt2-medium`. See configs/gpt2_small.py.
 """
-import ml_collections
-
-from configs.gpt2_small import gpt2_model
+from configs.gpt2_small import gpt2_model, lm_config
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None):
   del arg
-  config = ml_collections.ConfigDict()
-  config.model_name = 'decoder_lm'
-  config.model = gpt2_model(num_layers=24, d_model=1024)
-  return config
+  return lm_config(gpt2_model(num_layers=24, d_model=1024))
