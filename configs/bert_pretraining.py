@@ -55,7 +55,7 @@ def get_config(arg: str | None = None):
     config.data.num_eval_examples = 256
   elif options['data'] == 'wikitext2':
     config.data.source = 'files'
-    config.data.data_dir = ''           # '' -> $DATA_DIR
+    config.data.data_dir = os.environ.get('DATA_DIR', '')  # shared/data
     config.data.format = 'lines'
     config.data.file_pattern = 'wikitext-2/{split}.txt.gz'
     config.data.skip_empty_lines = False

@@ -14,6 +14,8 @@ characters a row, as nanoGPT's default. No measured result is recorded yet.
 Eval reports loss/perplexity; with decode.beam_size > 0 also the greedy
 continuation accuracy of each row's second half.
 """
+import os
+
 from configs.base_config import base_config, model_config
 from configs.bert_pretraining import parse
 from configs.gpt2_small import gpt2_model
@@ -45,7 +47,7 @@ def get_config(arg: str | None = None):
     model.update(vocab_size=72, max_len=128, dropout_rate=0.2,
                  attention_dropout_rate=0.2)
     config.data.source = 'files'
-    config.data.data_dir = ''           # '' -> $DATA_DIR
+    config.data.data_dir = os.environ.get('DATA_DIR', '')  # shared/data
     config.data.format = 'text'
     config.data.file_pattern = 'tinyshakespeare/input.txt'
     config.data.split_fractions = {'train': (0.0, 0.9),
