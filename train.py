@@ -97,7 +97,7 @@ def train_step(state, batch, rng, *, task, optimizer, axis_name,
   grads = jax.tree.map(lambda g: g / jnp.maximum(sums['weight'], 1.0), grads)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = dict(sums, grad_norm=optax.global_norm(grads))
+  metrics = dict(sums, grad_norm=optax.tree.norm(grads))
   return state.replace(step=state.step + 1, params=params,
                        opt_state=opt_state), metrics
 
@@ -172,11 +172,16 @@ def evaluate(config, task, dp, state, eval_batches, compiled):
 
 
 # ------------------------------------------------------------ main loop --
-def train_and_evaluate(config, workdir: str) -> TrainResult:
-  """Trains `config` in `workdir`, resuming from its newest checkpoint."""
+def train_and_evaluate(config, workdir: str,
+                       stop_at_step: int | None = None) -> TrainResult:
+  """Trains `config` in `workdir`, resuming from its newest checkpoint.
+
+  `stop_at_step` ends the run early with a checkpoint, as a preempted or
+  time-limited job would; running again continues to num_train_steps.
+  """
   check_workdir(workdir)
   task = get_task(config)
-  dp = parallel.DataParallel(config.parallelism)
+  dp = parallel.DataParallel(config.parallelism, config.num_devices)
   host_batch = dp.host_batch_size(config.batch_size)
   dp.host_batch_size(config.eval_batch_size)
   if host_batch % config.grad_accum_steps:
@@ -218,7 +223,8 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
   total = config.num_train_steps
   train_metrics, eval_metrics, pending = {}, {}, []
   window_start, window_step = time.time(), start
-  for step in range(start, total):
+  stop = min(total, stop_at_step or total)
+  for step in range(start, stop):
     batch = dp.shard(next(train_iter))
     state, metrics = compiled['train'](state, batch, rng)
     pending.append(metrics)  # fetched every log_every steps: no host sync
@@ -242,7 +248,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
       writer.write(done, eval_metrics)
       log(f'eval at step {done}: ' + ', '.join(
           f'{k[5:]} {v:.4f}' for k, v in sorted(eval_metrics.items())))
-    if done == total or done % config.checkpoint_every == 0:
+    if done in (total, stop) or done % config.checkpoint_every == 0:
       checkpointer.save(done, dp.global_replicated(state),
                         train_iter.get_state())
   checkpointer.wait()
@@ -273,5 +279,23 @@ def main(argv):
                               sorted(result.eval_metrics.items())))
 
 
+def parse_flags(argv):
+  """absl flag parsing, with bad --config.* overrides reported in one line.
+
+  config_flags raises plain KeyError/AttributeError for an unknown field
+  (and ValueError/TypeError for a bad value) during parsing.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except (KeyError, AttributeError) as e:
+    sys.exit(f'error: unknown config field: {_one_line(e)}')
+  except (flags.Error, ValueError, TypeError) as e:
+    sys.exit(f'error: bad command-line flag: {_one_line(e)}')
+
+
+def _one_line(error) -> str:
+  text = str(error).replace('\\n', ' ').replace('\\', '').replace("'", '')
+  return ' '.join(text.split())
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

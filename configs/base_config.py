@@ -33,6 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.grad_accum_steps = 1      # microbatches per step (same update)
   config.label_smoothing = 0.1     # epsilon_ls of the paper
   config.parallelism = 'pmap'      # 'pmap' or 'mesh' (jit over a Mesh)
+  config.num_devices = 0           # 0: all devices; n: the first n (1 host)
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'adam'   # 'adam' (paper) or 'adamw'

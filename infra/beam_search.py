@@ -149,7 +149,11 @@ def beam_search(tokens_to_logits: TokensToLogits, cache, *, batch_size: int, bea
     live_src = _gather_beams(cand_beams, live_pos)
     cache = _gather_flat_beams(cache, live_src, beam_size)
 
-    newly_finished = cand_eos & (cand_logprobs > _DEAD)
+    # As fairseq: only an EOS ranked within the top beam_size may finish, so
+    # beam search of width 1 is greedy search (with alpha=0, where a longer
+    # hypothesis can never overtake a finished one).
+    in_top_beam = jnp.arange(cand_tokens.shape[1])[None, :] < beam_size
+    newly_finished = cand_eos & (cand_logprobs > _DEAD) & in_top_beam
     new_scores = jnp.where(newly_finished, cand_logprobs / length_penalty(new_len, alpha), NEG_INF)
     scores = jnp.concatenate([state.finished_scores, new_scores], axis=1)
     flags = jnp.concatenate([state.finished_flags, newly_finished], axis=1)

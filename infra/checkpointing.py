@@ -21,7 +21,7 @@ class Checkpointer:
         # Async saves overlap I/O with training; `wait()` before reading.
         enable_async_checkpointing=True)
     self.manager = ocp.CheckpointManager(
-        self.directory, options=options, item_names=('state', 'data'))
+        self.directory, options=options, item_handlers=item_handlers())
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -52,6 +52,12 @@ class Checkpointer:
 
   def close(self):
     self.manager.close()
+
+
+def item_handlers():
+  """What each item of a checkpoint is: the train state and the data state."""
+  return {'state': ocp.StandardCheckpointHandler(),
+          'data': ocp.JsonCheckpointHandler()}
 
 
 def check_shapes(saved_metadata, abstract_state, where: str):

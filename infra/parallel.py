@@ -20,22 +20,31 @@ DATA_AXIS = 'data'
 class DataParallel:
   """Places state and batches on devices and compiles steps for one mode."""
 
-  def __init__(self, mode: str):
+  def __init__(self, mode: str, num_devices: int = 0):
+    """num_devices: 0 uses every device; n > 0 the first n (one host only)."""
     if mode not in ('pmap', 'mesh'):
       raise ValueError(f'config.parallelism={mode!r} is not one of pmap, mesh')
     self.mode = mode
-    self.mesh = Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+    self.devices = jax.devices()
+    if num_devices:
+      if jax.process_count() > 1 or not 0 < num_devices <= len(self.devices):
+        raise ValueError(f'config.num_devices={num_devices} must be in [1, '
+                         f'{len(self.devices)}] on a single host')
+      self.devices = self.devices[:num_devices]
+    self.local_devices = [d for d in self.devices
+                          if d.process_index == jax.process_index()]
+    self.mesh = Mesh(np.asarray(self.devices), (DATA_AXIS,))
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
     # The axis name that steps reduce over; None when XLA does it (mesh).
     self.axis_name = DATA_AXIS if mode == 'pmap' else None
     # pmap's layout: a leading axis of local devices, one slice on each.
     self.local_stacked = NamedSharding(
-        Mesh(np.asarray(jax.local_devices()), (DATA_AXIS,)), P(DATA_AXIS))
+        Mesh(np.asarray(self.local_devices), (DATA_AXIS,)), P(DATA_AXIS))
 
   @property
   def num_devices(self) -> int:
-    return jax.device_count()
+    return len(self.devices)
 
   def host_batch_size(self, global_batch_size: int) -> int:
     """Rows this host feeds; fails early with one line if they don't split."""
@@ -55,7 +64,7 @@ class DataParallel:
   def replicate(self, tree):
     """Host pytree (or globally replicated arrays) -> state for the steps."""
     if self.mode == 'pmap':
-      devices = jax.local_devices()
+      devices = self.local_devices
       def put(x):
         stacked = np.broadcast_to(host_copy(x), (len(devices),) + np.shape(x))
         return jax.device_put(stacked, self.local_stacked)
@@ -83,7 +92,7 @@ class DataParallel:
   def shard(self, host_batch):
     """Host-local numpy rows -> device batch for a compiled step."""
     if self.mode == 'pmap':
-      n = jax.local_device_count()
+      n = len(self.local_devices)
       return jax.tree.map(lambda x: x.reshape((n, -1) + x.shape[1:]),
                           host_batch)
     return jax.tree.map(
@@ -122,7 +131,8 @@ class DataParallel:
         if len(args) not in compiled:
           compiled[len(args)] = jax.pmap(
               fn, axis_name=DATA_AXIS, in_axes=in_axes(len(args)),
-              donate_argnums=donate)
+              # All devices of all hosts: psum then spans every host.
+              donate_argnums=donate, devices=self.devices)
         return compiled[len(args)](*args)
       return call
     return jax.jit(fn, donate_argnums=donate)

@@ -13,6 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from infra import checkpointing
+
 
 def restore_pretrained(params, path: str):
   """Returns `params` with every matching entry replaced from `path`."""
@@ -30,7 +32,8 @@ def load_workdir_params(workdir: str):
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   if not os.path.isdir(directory):
     raise ValueError(f'config.init_from={workdir} has no checkpoints/ folder')
-  with ocp.CheckpointManager(directory, item_names=('state', 'data')) as mngr:
+  with ocp.CheckpointManager(
+      directory, item_handlers=checkpointing.item_handlers()) as mngr:
     step = mngr.latest_step()
     if step is None:
       raise ValueError(f'config.init_from={workdir} holds no checkpoint')

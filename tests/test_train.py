@@ -1,0 +1,226 @@
+"""The training loop: device-count invariance, resume, overrides, errors."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import train
+from configs import default
+from infra.metrics_writer import read_metrics
+from infra.tasks import get_task
+from infra import beam_search, sampling
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+  config = default.get_config()
+  config.model.d_model = 32
+  config.model.d_ff = 64
+  config.batch_size = 16
+  config.eval_batch_size = 16
+  config.data.num_eval_examples = 20
+  config.num_train_steps = 6
+  config.log_every = 1
+  config.eval_every = 6
+  config.checkpoint_every = 3
+  config.decode.beam_size = 0  # these tests are about training, not decoding
+  config.optimizer.warmup_steps = 2
+  for key, value in overrides.items():
+    target = config
+    *path, name = key.split('.')
+    for part in path:
+      target = target[part]
+    target[name] = value
+  return config
+
+
+def train_losses(workdir):
+  return np.array([r['train/loss'] for r in read_metrics(workdir)
+                   if 'train/loss' in r])
+
+
+def run(tmp_path, name, **overrides):
+  workdir = str(tmp_path / name)
+  result = train.train_and_evaluate(tiny_config(**overrides), workdir)
+  return workdir, result
+
+
+def test_eight_devices_match_one_device_for_pmap_and_mesh(tmp_path):
+  one, _ = run(tmp_path, 'one', num_devices=1)
+  pmap8, _ = run(tmp_path, 'pmap8', parallelism='pmap')
+  mesh8, _ = run(tmp_path, 'mesh8', parallelism='mesh')
+  assert jax.device_count() == 8
+  reference = train_losses(one)
+  assert len(reference) == 6 and reference[-1] < reference[0]
+  np.testing.assert_allclose(train_losses(pmap8), reference, rtol=1e-5)
+  np.testing.assert_allclose(train_losses(mesh8), reference, rtol=1e-5)
+
+
+def test_gradient_accumulation_gives_the_same_updates(tmp_path):
+  whole, _ = run(tmp_path, 'whole', parallelism='mesh')
+  accumulated, _ = run(tmp_path, 'accum', parallelism='mesh',
+                       grad_accum_steps=2)
+  np.testing.assert_allclose(train_losses(accumulated), train_losses(whole),
+                             rtol=1e-5)
+
+
+@pytest.mark.parametrize('parallelism', ['pmap', 'mesh'])
+def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path,
+                                                          parallelism):
+  config = tiny_config(parallelism=parallelism)
+  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  workdir = str(tmp_path / 'resumed')
+  train.train_and_evaluate(config, workdir, stop_at_step=4)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')))[-1] == '4'
+  resumed = train.train_and_evaluate(config, workdir)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               straight.state.params, resumed.state.params)
+  assert resumed.eval_metrics == pytest.approx(straight.eval_metrics)
+  np.testing.assert_allclose(train_losses(workdir),
+                             train_losses(str(tmp_path / 'straight')),
+                             rtol=1e-6)
+  # Only the newest `keep_checkpoints` saves remain.
+  assert len(os.listdir(os.path.join(workdir, 'checkpoints'))) <= 3
+
+
+def test_workdir_holds_tensorboard_and_jsonl_metrics(tmp_path):
+  workdir, result = run(tmp_path, 'w', **{'decode.beam_size': 2})
+  assert os.listdir(os.path.join(workdir, 'tensorboard'))
+  records = read_metrics(workdir)
+  assert {'train/loss', 'train/steps_per_second'} <= set(records[0])
+  assert 'eval/exact_match' in records[-1]
+  assert 0.0 <= result.eval_metrics['eval/exact_match'] <= 1.0
+
+
+def test_beam_search_of_width_one_equals_greedy_on_the_model():
+  config = tiny_config()
+  task = get_task(config)
+  params = task.init_variables(jax.random.key(3))['params']
+  batch = task.eval_batches(8, slice(0, 8))[0]
+  config.decode.beam_size = 1
+  config.decode.alpha = 0.0
+  beam = task.predict(params, batch)
+  model = task.build_model(train=False, decode=True)
+  inputs = jnp.asarray(batch['inputs'])
+  encoded = model.apply({'params': params}, inputs, method='encode')
+  max_len = task.example_shapes()[1]
+  cache = model.init(jax.random.key(0), inputs,
+                     jnp.zeros((8, max_len), jnp.int32))['cache']
+
+  def tokens_to_logits(ids, cache):
+    logits, v = model.apply({'params': params, 'cache': cache}, encoded,
+                            inputs, ids, method='decode_logits',
+                            mutable=['cache'])
+    return logits[:, -1], v['cache']
+
+  greedy = sampling.greedy_decode(tokens_to_logits, cache, batch_size=8,
+                                  max_decode_len=max_len)
+  np.testing.assert_array_equal(np.asarray(beam), np.asarray(greedy))
+
+
+def test_checkpoint_of_another_shape_names_the_parameter(tmp_path):
+  workdir = str(tmp_path / 'w')
+  train.train_and_evaluate(tiny_config(num_train_steps=3), workdir)
+  with pytest.raises(ValueError, match=r'parameter params/\S+/ffn/wi/\S+ has '
+                     r'shape \(.*64,?\) but the configured model expects '
+                     r'\(.*48,?\)'):
+    train.train_and_evaluate(tiny_config(**{'model.d_ff': 48}), workdir)
+
+
+def test_batch_not_divisible_by_devices_is_one_clear_error(tmp_path):
+  with pytest.raises(ValueError, match='config.batch_size=12 is not divisible '
+                     'by the 8 devices'):
+    run(tmp_path, 'w', batch_size=12)
+
+
+def test_unwritable_workdir_is_one_clear_error(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  with pytest.raises(ValueError, match='--workdir=.* cannot be written'):
+    train.train_and_evaluate(tiny_config(), str(blocker / 'sub'))
+
+
+def cli(*args, env=None):
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1',
+         **(env or {})}
+  return subprocess.run([sys.executable, 'train.py', *args], cwd=REPO,
+                        capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_command_line_overrides_reach_the_model(tmp_path):
+  workdir = tmp_path / 'cli'
+  proc = cli('--config=configs/default.py', f'--workdir={workdir}',
+             '--config.model.num_layers=1', '--config.model.d_model=16',
+             '--config.num_train_steps=2', '--config.decode.beam_size=0',
+             '--config.log_every=1')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'step 2/2' in proc.stdout
+  params = train_params_tree(workdir)
+  assert 'layers_0' in params and 'layers_1' not in params
+  assert params['layers_0']['ffn']['wi']['kernel'] == [16, 256]
+
+
+def train_params_tree(workdir):
+  """Encoder layer shapes from the checkpoint's metadata."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from infra.checkpointing import item_handlers
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
+                             item_handlers=item_handlers()) as manager:
+    meta = manager.item_metadata(manager.latest_step())['state']
+  stack = meta['params']['encoder']['stack']
+  return jax.tree.map(lambda m: list(m.shape), stack,
+                      is_leaf=lambda m: hasattr(m, 'shape'))
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config.model.num_layer=2', 'num_layer'),
+    ('--config.model.d_model=30', 'model.d_model=30 is not divisible by '
+     'model.num_heads=4'),
+])
+def test_bad_command_line_input_is_one_line(tmp_path, flag, message):
+  proc = cli('--config=configs/default.py', f'--workdir={tmp_path}', flag)
+  assert proc.returncode != 0
+  assert 'Traceback' not in proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if message in l]
+  assert lines, proc.stderr[-2000:]
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.parametrize('parallelism', ['pmap', 'mesh'])
+def test_two_processes_match_one_process(tmp_path, parallelism):
+  common = ['--config=configs/default.py', '--config.model.d_model=32',
+            '--config.model.d_ff=64', '--config.batch_size=16',
+            '--config.num_train_steps=4', '--config.log_every=1',
+            '--config.decode.beam_size=0', '--config.eval_batch_size=16',
+            '--config.data.num_eval_examples=20', '--config.eval_every=4',
+            f'--config.parallelism={parallelism}']
+  single = tmp_path / 'single'
+  proc = cli(*common, f'--workdir={single}',
+             env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  multi = tmp_path / 'multi'
+  port = free_port()
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  procs = [subprocess.Popen(
+      [sys.executable, 'train.py', *common, f'--workdir={multi}',
+       f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+       f'--process_id={i}'], cwd=REPO, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  for p in procs:
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+  np.testing.assert_allclose(train_losses(str(multi)), train_losses(str(single)),
+                             rtol=1e-5)
+  assert len(train_losses(str(multi))) == 4
