@@ -165,10 +165,33 @@ def evaluate(config, task, dp, state, eval_batches, compiled):
   if config.decode.beam_size > 0:
     outputs = [dp.to_host(compiled['predict'](state, dp.shard(b)))
                for b in eval_batches]
-    scored = parallel.sum_over_hosts(task.score(outputs, eval_batches))
-    for name, (total, count) in scored.items():
-      metrics[f'eval/{name}'] = float(total) / max(float(count), 1.0)
+    sums = parallel.sum_over_hosts(task.score(outputs, eval_batches))
+    if hasattr(task, 'metrics_from_sums'):
+      scored = task.metrics_from_sums(sums)
+    else:  # (total, count) pairs
+      scored = {name: float(total) / max(float(count), 1.0)
+                for name, (total, count) in sums.items()}
+    metrics.update({f'eval/{name}': value for name, value in scored.items()})
   return metrics
+
+
+def evaluate_averaged(config, task, dp, state, checkpointer, eval_batches,
+                      compiled):
+  """Evaluates the mean parameters of the last N checkpoints ('averaged/')."""
+  steps = sorted(checkpointer.all_steps())[-config.average_last_checkpoints:]
+  if len(steps) < config.average_last_checkpoints:
+    raise ValueError(
+        f'config.average_last_checkpoints={config.average_last_checkpoints} '
+        f'but only {len(steps)} checkpoints are kept (config.keep_checkpoints'
+        f'={config.keep_checkpoints})')
+  host_state = dp.global_replicated(state)
+  abstract = checkpointing.abstract_like(host_state, dp.replicated)
+  params = checkpointer.average_params(steps, abstract)
+  averaged = dp.replicate(host_state.replace(params=params))
+  metrics = evaluate(config, task, dp, averaged, eval_batches, compiled)
+  log(f'eval of the mean of checkpoints {steps}: ' + ', '.join(
+      f'{k[5:]} {v:.4f}' for k, v in sorted(metrics.items())))
+  return {k.replace('eval/', 'averaged/'): v for k, v in metrics.items()}
 
 
 # ------------------------------------------------------------ main loop --
@@ -252,6 +275,10 @@ def train_and_evaluate(config, workdir: str,
       checkpointer.save(done, dp.global_replicated(state),
                         train_iter.get_state())
   checkpointer.wait()
+  if config.average_last_checkpoints > 1 and stop == total:
+    eval_metrics.update(evaluate_averaged(config, task, dp, state, checkpointer,
+                                          eval_batches, compiled))
+    writer.write(total, eval_metrics)
   checkpointer.close()
   writer.close()
   host_state = jax.tree.map(parallel.host_copy, dp.global_replicated(state))

@@ -56,5 +56,6 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every = 1000         # steps between evaluations
   config.checkpoint_every = 1000   # steps between checkpoints
   config.keep_checkpoints = 3      # newest checkpoints kept
+  config.average_last_checkpoints = 0  # >1: also evaluate their mean at the end
   config.init_from = ''            # pre-trained checkpoint to start from
   return config

@@ -47,6 +47,18 @@ class Checkpointer:
             data=ocp.args.JsonRestore()))
     return restored['state'], restored['data']
 
+  def average_params(self, steps, abstract_state):
+    """Mean of the parameters saved at `steps` (checkpoint averaging, as
+    Vaswani et al. 2017 did over the last 5 or 20 checkpoints)."""
+    total = None
+    for step in steps:
+      params = self.restore(step, abstract_state)[0].params
+      params = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+      total = params if total is None else jax.tree.map(np.add, total, params)
+    return jax.tree.map(
+        lambda t, a: (t / len(steps)).astype(a.dtype), total,
+        abstract_state.params)
+
   def wait(self):
     self.manager.wait_until_finished()
 

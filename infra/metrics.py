@@ -129,7 +129,12 @@ def rouge_sums(predictions: Sequence[str], references: Sequence[str]
 def rouge(predictions: Sequence[str], references: Sequence[str]
           ) -> dict[str, float]:
   """Mean ROUGE-1/2/L F-measure in 0..1 over all hosts' pairs."""
-  sums = sum_across_processes(rouge_sums(predictions, references))
+  return rouge_from_sums(sum_across_processes(rouge_sums(predictions,
+                                                        references)))
+
+
+def rouge_from_sums(sums: np.ndarray) -> dict[str, float]:
+  """Means from (host-summed) `rouge_sums`."""
   return {t: float(sums[i] / max(sums[-1], 1))
           for i, t in enumerate(ROUGE_TYPES)}
 

@@ -17,7 +17,7 @@ def learning_rate_schedule(opt_config, total_steps: int):
   kind = opt_config.schedule
   if kind == 'rsqrt':
     def schedule(step):
-      step = jnp.maximum(step.astype(jnp.float32) + 1.0, 1.0)
+      step = jnp.maximum(jnp.asarray(step, jnp.float32) + 1.0, 1.0)
       return peak * jnp.minimum(step / warmup, jnp.sqrt(warmup / step))
     return schedule
   if kind == 'cosine':

@@ -1,10 +1,19 @@
 """Sequence-to-sequence task (translation, summarization, synthetic tasks):
-the encoder-decoder, label-smoothed loss and beam-search predictions."""
+the encoder-decoder, label-smoothed loss and beam-search predictions.
+
+`config.data.source`: 'synthetic' (infra/synthetic_data.py, scored by exact
+match) or 'files' (infra/input_pipeline.seq2seq_batches on local files, one
+joint tokenizer for both sides from `config.tokenizer`, scored by corpus
+sacreBLEU on detokenized text and, for translation, by the lowercased
+tokenized BLEU the Multi30k literature reports; ROUGE with
+`config.data.rouge=True`, for summarization).
+"""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infra import beam_search, losses, synthetic_data
+from infra import beam_search, input_pipeline, losses, metrics
+from infra import synthetic_data, tokenizers, text_sources
 from infra.eval_batching import fixed_size_batches
 from models.config import model_config_from
 from models.encoder_decoder import EncoderDecoder
@@ -20,6 +29,11 @@ class Seq2SeqTask:
     self.config = config
     self.model_config = model_config_from(config.model)
     self.eos_id = 1
+    self._tokenizer = None
+    self._eval_examples = None
+    if config.data.source not in ('synthetic', 'files'):
+      raise ValueError(f'config.data.source={config.data.source!r} is not one '
+                       'of synthetic, files')
 
   # Model -------------------------------------------------------------------
   def build_model(self, train: bool, decode: bool = False):
@@ -31,7 +45,7 @@ class Seq2SeqTask:
     data = self.config.data
     if data.source == 'synthetic':
       return data.max_len, data.max_len + 1
-    return data.max_source_len, data.max_target_len
+    return data.max_input_length, data.max_target_length
 
   def init_variables(self, rng):
     src_len, tgt_len = self.example_shapes()
@@ -83,23 +97,88 @@ class Seq2SeqTask:
     return sequences[:, 0]
 
   # Data --------------------------------------------------------------------
+  def tokenizer(self, workdir: str | None = None):
+    """One tokenizer for source and target (trained on both sides of the
+    training split into `workdir` the first time, reused on resume)."""
+    if self._tokenizer is None:
+      data = self.config.data
+      in_key, tgt_key = data.get('inputs_key', 'inputs'), data.get(
+          'targets_key', 'targets')
+
+      def texts():
+        for ex in text_sources.load_split(data, data.train_split):
+          yield ex[in_key]
+          yield ex[tgt_key]
+      self._tokenizer = tokenizers.build_tokenizer(self.config.tokenizer,
+                                                   workdir or '', texts)
+      if self._tokenizer.eos_id != self.eos_id:
+        raise ValueError(f'config.tokenizer: EOS must be id {self.eos_id} for '
+                         f'the encoder-decoder, got {self._tokenizer.eos_id}')
+      if self._tokenizer.vocab_size > self.model_config.vocab_size:
+        raise ValueError(
+            f'the tokenizer has {self._tokenizer.vocab_size} tokens but '
+            f'config.model.vocab_size={self.model_config.vocab_size}')
+    return self._tokenizer
+
   def train_batches(self, workdir, global_batch_size: int, host_rows: slice):
     data = self.config.data
     if data.source == 'synthetic':
       return synthetic_data.SyntheticBatches(
           data, self.model_config.vocab_size, self.config.seed,
           global_batch_size, host_rows)
-    raise ValueError(f'config.data.source={data.source!r} is not one of '
-                     'synthetic')
+    return iter(input_pipeline.seq2seq_batches(
+        data, self.tokenizer(workdir), global_batch_size, self.config.seed,
+        data.train_split, training=True))
 
   def eval_batches(self, global_batch_size: int, host_rows: slice):
     data = self.config.data
-    inputs, targets = synthetic_data.eval_examples(
-        data, self.model_config.vocab_size, self.config.seed)
-    return fixed_size_batches({'inputs': inputs, 'targets': targets},
-                              global_batch_size, host_rows)
+    if data.source == 'synthetic':
+      inputs, targets = synthetic_data.eval_examples(
+          data, self.model_config.vocab_size, self.config.seed)
+      return fixed_size_batches({'inputs': inputs, 'targets': targets},
+                                global_batch_size, host_rows)
+    batches = input_pipeline.seq2seq_batches(
+        data, self.tokenizer(), global_batch_size, self.config.seed,
+        data.eval_split, training=False)
+    self._eval_examples = batches.examples
+    return list(batches)
 
   def score(self, predictions, batches):
+    """Mergeable sums over this host's real examples (summed over hosts by
+    train.py, then turned into metrics by `metrics_from_sums`)."""
+    if self.config.data.source == 'synthetic':
+      return self._exact_match(predictions, batches)
+    hypotheses, references = self.decode_texts(predictions, batches)
+    sums = {'bleu': metrics.bleu_stats(hypotheses, references),
+            'bleu_lowercase_tokenized': metrics.bleu_stats(
+                hypotheses, references, lowercase=True)}
+    if self.config.data.get('rouge', False):
+      sums['rouge'] = metrics.rouge_sums(hypotheses, references)
+    return sums
+
+  def decode_texts(self, predictions, batches):
+    """Beam outputs -> (hypotheses, references) as detokenized text."""
+    tgt_key = self.config.data.get('targets_key', 'targets')
+    hypotheses, references = [], []
+    for pred, batch in zip(predictions, batches):
+      for row, index in zip(np.asarray(pred), batch['example_index']):
+        if index >= 0:
+          hypotheses.append(self.tokenizer().decode(row.tolist()))
+          references.append(self._eval_examples[index][tgt_key])
+    return hypotheses, references
+
+  def metrics_from_sums(self, sums):
+    if 'exact_match' in sums:
+      total, count = sums['exact_match']
+      return {'exact_match': float(total) / max(float(count), 1.0)}
+    out = {'bleu': metrics.bleu_from_stats(sums['bleu'])[0],
+           'bleu_lowercase_tokenized': metrics.bleu_from_stats(
+               sums['bleu_lowercase_tokenized'], lowercase=True)[0]}
+    if 'rouge' in sums:
+      out.update(metrics.rouge_from_sums(sums['rouge']))
+    return out
+
+  def _exact_match(self, predictions, batches):
     """Exact-match sums over this host's real examples."""
     exact, count = 0.0, 0.0
     for pred, batch in zip(predictions, batches):
