@@ -1,0 +1,601 @@
+r"""Training and decoding speed, memory and MFU of a config; optional
+PyTorch baseline and knob sweep. Figures and commands: performance.md.
+
+  python experiments/benchmark.py --config=configs/multi30k_en_de.py \
+      --batch_size 64 --seq_len 32 --steps 10 --compare_torch
+  python experiments/benchmark.py \
+      --config=configs/bert_pretraining.py:size=base,data=wikitext2 \
+      --batch_size 8 --seq_len 128 --steps 5 --nodecode
+  python experiments/benchmark.py --config=configs/multi30k_en_de.py \
+      --batch_size 64 --seq_len 32 --sweep=knobs
+
+The step is train.py's: `train.train_step` under `DataParallel.compile` with
+the state donated, from `train.initial_state`, on synthetic token batches
+of the configured shapes (no padding, so every position is a real token).
+The run uses mode 'mesh' (jit), which is the same program on one device and
+lets the compile be timed alone. Printed per measurement, as markdown rows:
+  compile    lower + compile of the step, seconds
+  step       median step time after `--warmup` steps (each step waits for
+             its result; the loop itself fetches metrics only every
+             log_every steps, so this is the loop's speed)
+  tokens/s   token positions per step (source + target for the
+             encoder-decoder, s otherwise) / step
+  memory     device peak_bytes_in_use if the backend reports it, else XLA's
+             compiled footprint (arguments + outputs + temporaries - donated
+             aliases); the process max RSS is printed once at the end
+  FLOPs      infra/flops.py model FLOPs per step, and XLA's cost analysis
+  MFU        model FLOP/s / peak. Peak: on CPU the median FLOP/s of a
+             2048^3 float32 jnp.dot measured in the same run; on GPU the
+             data-sheet dense bf16 peak (H100 SXM 989e12)
+Decoding (`--decode`): the encoder-decoder's task.predict with beam 1
+(greedy) and 4, with the KV cache; sampling from the decoder LM with
+infra/generation.py. Every row decodes `seq_len` tokens: EOS is disabled so
+that random weights do not stop early. Tokens/s counts output tokens (one
+per row and step, not per beam).
+"""
+import copy
+import functools
+import os
+import pathlib
+import resource
+import statistics
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import train  # pylint: disable=g-import-not-at-top
+from infra import flops, generation, optimizers, parallel
+from infra.tasks import get_task
+
+_CONFIG = train._CONFIG  # --config and --config.x=y, as train.py parses them
+_BATCH = flags.DEFINE_integer('batch_size', 0, '0: config.batch_size.')
+_SEQ_LEN = flags.DEFINE_integer('seq_len', 0, 'Sequence length (source and '
+                                'target length for seq2seq); 0: config.')
+_STEPS = flags.DEFINE_integer('steps', 10, 'Timed training steps.')
+_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps after compiling.')
+_DECODE = flags.DEFINE_bool('decode', True, 'Also time decoding.')
+_DECODE_BATCH = flags.DEFINE_integer('decode_batch_size', 0,
+                                     '0: the training batch size.')
+_TORCH = flags.DEFINE_bool('compare_torch', False,
+                           'Time the same sizes in PyTorch (CPU or CUDA).')
+_SWEEP = flags.DEFINE_enum('sweep', None, ['knobs', 'scan_compile'],
+                           'knobs: dtype/attention/remat/scan/accumulation/'
+                           'donation/host-sync rows; scan_compile: compile '
+                           'time of a 24-layer model with/without scan.')
+_PEAK_SIZE = flags.DEFINE_integer('peak_size', 2048, 'CPU peak: the side of '
+                                  'the timed float32 matmul.')
+_OUTPUT = flags.DEFINE_string('output', '', 'Also append the rows here.')
+
+HEADER = ('| measurement | compile s | step ms | tokens/s | memory MB | '
+          'model GFLOP/step | XLA GFLOP/step | MFU |')
+RULE = '|---|---:|---:|---:|---:|---:|---:|---:|'
+
+
+# ------------------------------------------------------------- hardware --
+def on_gpu() -> bool:
+  return jax.default_backend() == 'gpu'
+
+
+def matmul_flops_per_s(size: int = 2048, dtype=jnp.float32,
+                       repeats: int = 10) -> float:
+  """Median FLOP/s of a [size, size] x [size, size] jnp.dot."""
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((size, size)),
+                  dtype)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    dot(a, a).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return 2 * size ** 3 / statistics.median(times)
+
+
+def peak_flops() -> tuple[float, str]:
+  """(FLOP/s, how it was obtained): data sheet on GPU, measured on CPU."""
+  kind = jax.devices()[0].device_kind
+  if on_gpu():
+    peak = flops.gpu_peak_flops(kind)
+    if peak:
+      return peak, f'{kind} data-sheet dense bf16'
+    return (matmul_flops_per_s(8192, jnp.bfloat16),
+            f'{kind}: measured 8192^3 bf16 dot (no data-sheet entry)')
+  size = _PEAK_SIZE.value
+  return (matmul_flops_per_s(size),
+          f'measured {size}^3 float32 jnp.dot on {os.cpu_count()} CPU cores')
+
+
+def memory_mb(compiled) -> float:
+  """Device peak if reported (GPU), else XLA's compiled footprint."""
+  stats = jax.devices()[0].memory_stats()
+  if stats and 'peak_bytes_in_use' in stats:
+    return stats['peak_bytes_in_use'] / 2 ** 20
+  m = compiled.memory_analysis()
+  if m is None:
+    return float('nan')
+  return (m.argument_size_in_bytes + m.output_size_in_bytes +
+          m.temp_size_in_bytes - m.alias_size_in_bytes) / 2 ** 20
+
+
+def xla_flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per program
+    cost = cost[0]
+  return float(cost.get('flops', float('nan'))) if cost else float('nan')
+
+
+def max_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------- shapes --
+def apply_shapes(config, batch_size: int, seq_len: int):
+  """A copy of `config` with the benchmark's batch and lengths."""
+  config = copy.deepcopy(config)
+  if batch_size:
+    config.batch_size = batch_size
+  if seq_len:
+    if config.task == 'seq2seq':
+      if config.data.source == 'synthetic':
+        config.data.max_len = seq_len
+      else:
+        config.data.max_input_length = seq_len
+        config.data.max_target_length = seq_len
+    else:
+      config.data.max_length = seq_len
+  return config
+
+
+def step_shape(config) -> flops.StepShape:
+  data = config.data
+  if config.task == 'seq2seq':
+    if data.source == 'synthetic':
+      return flops.StepShape(source_len=data.max_len,
+                             target_len=data.max_len)
+    return flops.StepShape(source_len=data.max_input_length,
+                           target_len=data.max_target_length)
+  length = data.max_length
+  if config.task == 'bert_pretraining':
+    return flops.StepShape(seq_len=length, mlm_positions=min(
+        data.get('max_predictions', 0) or length, length))
+  return flops.StepShape(seq_len=length)
+
+
+def shape_text(shape: flops.StepShape) -> str:
+  return ', '.join(f'{k} {v}' for k, v in vars(shape).items() if v)
+
+
+def synthetic_batch(config, batch_size: int, seed: int = 0) -> dict:
+  """Random tokens in [4, vocab) of the task's batch layout, no padding."""
+  rng = np.random.default_rng(seed)
+  vocab = config.model.vocab_size
+  shape = step_shape(config)
+  ids = lambda length: rng.integers(4, vocab, (batch_size, length),
+                                    dtype=np.int32)
+  if config.task == 'seq2seq':
+    return {'inputs': ids(shape.source_len), 'targets': ids(shape.target_len)}
+  s = shape.seq_len
+  if config.task == 'causal_lm':
+    return {'inputs': ids(s), 'targets': ids(s),
+            'weights': np.ones((batch_size, s), np.float32)}
+  if config.task == 'bert_pretraining':
+    masked = rng.random((batch_size, s)) < 0.15
+    masked[:, 0] = False
+    return {'input_ids': ids(s),
+            'token_type_ids': (np.arange(s) >= s // 2).astype(np.int32)[
+                None].repeat(batch_size, 0),
+            'attention_mask': np.ones((batch_size, s), np.int32),
+            'mlm_targets': ids(s), 'mlm_weights': masked.astype(np.float32),
+            'nsp_labels': rng.integers(0, 2, batch_size, dtype=np.int32)}
+  raise ValueError(f'no synthetic batch for config.task={config.task!r}')
+
+
+# ------------------------------------------------------------- training --
+def time_training(config, *, steps: int, warmup: int, peak: float,
+                  donate: bool = True, sync_every_step: bool = False) -> dict:
+  """Compiles train.train_step for `config` and times it (see module doc)."""
+  config = copy.deepcopy(config)
+  config.parallelism = 'mesh'
+  task = get_task(config)
+  dp = parallel.DataParallel(config.parallelism, config.num_devices)
+  optimizer, _ = optimizers.make_optimizer(config.optimizer,
+                                           config.num_train_steps)
+  state = dp.replicate(train.initial_state(task, optimizer, config))
+  batch = dp.shard(synthetic_batch(config, config.batch_size))
+  rng = jax.random.key(1)
+  step_fn = dp.compile(functools.partial(
+      train.train_step, task=task, optimizer=optimizer, axis_name=None,
+      grad_accum_steps=config.grad_accum_steps),
+      num_sharded=1, donate_state=donate)
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, batch, rng).compile()
+  compile_s = time.perf_counter() - start
+  for _ in range(warmup):
+    state, _ = compiled(state, batch, rng)
+  jax.block_until_ready(state)
+  times = []
+  if sync_every_step:  # one host fetch per step, as log_every=1 would do
+    for _ in range(steps):
+      t = time.perf_counter()
+      state, metrics = compiled(state, batch, rng)
+      float(metrics['loss'])
+      times.append(time.perf_counter() - t)
+  else:
+    for _ in range(steps):
+      t = time.perf_counter()
+      state, metrics = compiled(state, batch, rng)
+      jax.block_until_ready(state)
+      times.append(time.perf_counter() - t)
+  step_s = statistics.median(times)
+  model_cfg = task.model_config
+  shape = step_shape(config)
+  model_flops = flops.train_flops(model_cfg, flops.FAMILIES[config.task],
+                                  shape, config.batch_size)
+  return dict(compile_s=compile_s, step_s=step_s,
+              tokens_per_s=config.batch_size * shape.tokens / step_s,
+              memory_mb=memory_mb(compiled), model_flops=model_flops,
+              # cost_analysis is of one device's share of the SPMD program.
+              xla_flops=xla_flops(compiled) * dp.num_devices,
+              mfu=flops.mfu(model_flops, step_s, peak),
+              loss=float(metrics['loss']) / max(float(metrics['weight']), 1))
+
+
+def row(name: str, r: dict) -> str:
+  """One markdown row; missing figures stay empty."""
+  def cell(key, fmt, scale=1.0):
+    value = r.get(key)
+    return '' if value is None else fmt.format(value * scale)
+  return (f'| {name} | {cell("compile_s", "{:.1f}")} | '
+          f'{cell("step_s", "{:,.1f}", 1e3)} | '
+          f'{cell("tokens_per_s", "{:,.0f}")} | '
+          f'{cell("memory_mb", "{:,.0f}")} | '
+          f'{cell("model_flops", "{:,.1f}", 1e-9)} | '
+          f'{cell("xla_flops", "{:,.1f}", 1e-9)} | {cell("mfu", "{:.1%}")} |')
+
+
+# ------------------------------------------------------------- decoding --
+def time_decoding(config, batch_size: int, beam_size: int,
+                  repeats: int = 3) -> dict:
+  """Output tokens/s of task.predict (encoder-decoder) or of sampling
+  (decoder LM), `seq_len` tokens per row."""
+  config = copy.deepcopy(config)
+  config.decode.beam_size = beam_size
+  task = get_task(config)
+  params = jax.jit(task.init_variables)(jax.random.key(0))['params']
+  batch = synthetic_batch(config, batch_size, seed=1)
+  if config.task == 'seq2seq':
+    task.eos_id = -1  # random weights must not stop early
+    length = step_shape(config).target_len
+    config.decode.max_decode_len = length
+    fn = jax.jit(task.predict)
+    args = (params, {'inputs': jnp.asarray(batch['inputs'])})
+    new_tokens = batch_size * length
+  elif config.task == 'causal_lm':
+    length = step_shape(config).seq_len
+    prompt = jnp.asarray(batch['inputs'][:, :1])
+    fn = jax.jit(lambda p, x: generation.generate(
+        task.model_config, p, x, jax.random.key(0), max_decode_len=length,
+        temperature=1.0, top_k=0, bos_id=1)['tokens'])
+    args = (params, prompt)
+    new_tokens = batch_size * (length - 1)
+  else:
+    return {}
+  start = time.perf_counter()
+  compiled = fn.lower(*args).compile()
+  compile_s = time.perf_counter() - start
+  jax.block_until_ready(compiled(*args))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - t)
+  step_s = statistics.median(times)
+  return dict(compile_s=compile_s, step_s=step_s,
+              tokens_per_s=new_tokens / step_s, memory_mb=memory_mb(compiled))
+
+
+# ---------------------------------------------------------------- sweeps --
+KNOBS = (  # (label, config overrides, time_training kwargs)
+    ('baseline (float32, einsum, no remat, loop, donated)', {}, {}),
+    ('model.dtype=bfloat16', {'model.dtype': 'bfloat16'}, {}),
+    ('model.attention_impl=fused', {'model.attention_impl': 'fused'}, {}),
+    ('model.remat_policy=full', {'model.remat_policy': 'full'}, {}),
+    ('model.remat_policy=save_dots', {'model.remat_policy': 'save_dots'}, {}),
+    ('model.scan_layers=True', {'model.scan_layers': True}, {}),
+    ('grad_accum_steps=4', {'grad_accum_steps': 4}, {}),
+    ('no buffer donation', {}, {'donate': False}),
+    ('host fetch every step (log_every=1)', {}, {'sync_every_step': True}),
+)
+
+
+def with_overrides(config, overrides: dict):
+  config = copy.deepcopy(config)
+  for key, value in overrides.items():
+    node = config
+    *path, last = key.split('.')
+    for part in path:
+      node = node[part]
+    node[last] = value
+  if overrides.get('model.attention_impl') == 'fused':
+    config.model.attention_dropout_rate = 0.0
+  return config
+
+
+def scan_compile_rows(config, peak, out):
+  """Compile time of the same model at 24 layers, looped and scanned."""
+  for scan in (False, True):
+    cfg = with_overrides(config, {'model.num_layers': 24,
+                                  'model.scan_layers': scan})
+    r = time_training(cfg, steps=2, warmup=1, peak=peak)
+    out(row(f'24 layers, scan_layers={scan}', r))
+
+
+# ---------------------------------------------------------------- torch --
+def torch_model(config):
+  """The same network in PyTorch: nn.Transformer + shared embeddings + tied
+  output (encoder-decoder), BertForPreTraining, or GPT2LMHeadModel."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  cfg = task_model_config(config)
+  if config.task == 'seq2seq':
+    return _TorchSeq2Seq(cfg)
+  if config.task == 'bert_pretraining':
+    return transformers.BertForPreTraining(transformers.BertConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.d_model,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.d_ff, hidden_act='gelu',
+        hidden_dropout_prob=cfg.dropout_rate,
+        attention_probs_dropout_prob=cfg.attention_dropout_rate,
+        max_position_embeddings=cfg.max_len,
+        type_vocab_size=cfg.type_vocab_size,
+        layer_norm_eps=cfg.layer_norm_epsilon))
+  if config.task == 'causal_lm':
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=cfg.vocab_size, n_positions=cfg.max_len,
+        n_embd=cfg.d_model, n_layer=cfg.num_layers, n_head=cfg.num_heads,
+        n_inner=cfg.d_ff, activation_function='gelu_new',
+        resid_pdrop=cfg.dropout_rate, embd_pdrop=cfg.dropout_rate,
+        attn_pdrop=cfg.attention_dropout_rate,
+        layer_norm_epsilon=cfg.layer_norm_epsilon))
+  del torch
+  raise ValueError(f'no PyTorch model for config.task={config.task!r}')
+
+
+def _torch_seq2seq_class():
+  import torch  # pylint: disable=g-import-not-at-top
+  from models.embeddings import sinusoidal_positions  # pylint: disable=g-import-not-at-top
+
+  class TorchSeq2Seq(torch.nn.Module):
+    """torch.nn.Transformer with one embedding for source, target, output."""
+
+    def __init__(self, cfg):
+      super().__init__()
+      self.cfg = cfg
+      self.embedding = torch.nn.Embedding(cfg.vocab_size, cfg.d_model)
+      self.register_buffer('positions', torch.from_numpy(
+          sinusoidal_positions(cfg.max_len, cfg.d_model)))
+      self.transformer = torch.nn.Transformer(
+          cfg.d_model, cfg.num_heads, cfg.num_layers, cfg.decoder_layers,
+          cfg.d_ff, cfg.dropout_rate, activation=cfg.activation,
+          layer_norm_eps=cfg.layer_norm_epsilon, batch_first=True,
+          norm_first=cfg.norm_position == 'pre')
+
+    def embed(self, ids):
+      return (self.embedding(ids) * self.cfg.d_model ** 0.5 +
+              self.positions[:ids.shape[1]])
+
+    def encode(self, src):
+      return self.transformer.encoder(self.embed(src))
+
+    def decode(self, memory, tgt_in):
+      mask = torch.nn.Transformer.generate_square_subsequent_mask(
+          tgt_in.shape[1], device=tgt_in.device)
+      y = self.transformer.decoder(self.embed(tgt_in), memory, tgt_mask=mask,
+                                   tgt_is_causal=True)
+      return torch.nn.functional.linear(y, self.embedding.weight)
+
+    def forward(self, src, tgt_in):
+      return self.decode(self.encode(src), tgt_in)
+
+  return TorchSeq2Seq
+
+
+def _TorchSeq2Seq(cfg):  # pylint: disable=invalid-name
+  return _torch_seq2seq_class()(cfg)
+
+
+def torch_run(config, batch_size: int, steps: int, warmup: int,
+              decode: bool) -> dict:
+  """{'train': ..., 'decode greedy'/'decode sample': ...} timings."""
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count())  # XLA's CPU client uses every core
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  cfg = task_model_config(config)
+  autocast = torch.autocast(device, torch.bfloat16,
+                            enabled=cfg.dtype == 'bfloat16')
+  model = torch_model(config).to(device).train()
+  opt_cfg = config.optimizer
+  adam = torch.optim.AdamW if opt_cfg.name == 'adamw' else torch.optim.Adam
+  optimizer = adam(model.parameters(), lr=1e-4, betas=(opt_cfg.b1, opt_cfg.b2),
+                   eps=opt_cfg.eps, weight_decay=opt_cfg.weight_decay)
+  batch = {k: torch.from_numpy(v).to(device)
+           for k, v in synthetic_batch(config, batch_size).items()}
+  shape = step_shape(config)
+
+  def loss_fn():
+    if config.task == 'seq2seq':
+      targets = batch['targets']
+      tgt_in = torch.nn.functional.pad(targets, (1, 0))[:, :-1]
+      logits = model(batch['inputs'], tgt_in)
+      return torch.nn.functional.cross_entropy(
+          logits.flatten(0, 1).float(), targets.flatten().long(),
+          label_smoothing=config.label_smoothing)
+    if config.task == 'bert_pretraining':
+      labels = torch.where(batch['mlm_weights'] > 0, batch['mlm_targets'],
+                           -100).long()
+      return model(input_ids=batch['input_ids'].long(),
+                   token_type_ids=batch['token_type_ids'].long(),
+                   attention_mask=batch['attention_mask'].long(),
+                   labels=labels,
+                   next_sentence_label=batch['nsp_labels'].long()).loss
+    ids = batch['inputs'].long()
+    return model(input_ids=ids, labels=ids).loss
+
+  def sync():
+    if device == 'cuda':
+      torch.cuda.synchronize()
+
+  def train_step():
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+      loss = loss_fn()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+  times = []
+  for i in range(warmup + steps):
+    t = time.perf_counter()
+    train_step()
+    sync()
+    if i >= warmup:
+      times.append(time.perf_counter() - t)
+  step_s = statistics.median(times)
+  results = {'train': dict(step_s=step_s, tokens_per_s=batch_size *
+                           shape.tokens / step_s)}
+  if device == 'cuda':
+    results['train']['memory_mb'] = torch.cuda.max_memory_allocated() / 2**20
+  if not decode:
+    return results
+  model.eval()
+
+  if config.task == 'seq2seq':
+    length = shape.target_len
+    name = 'decode greedy'
+
+    def run_decode():  # nn.Transformer has no KV cache: the prefix reruns
+      src = batch['inputs']
+      memory = model.encode(src)
+      ys = torch.zeros((src.shape[0], 1), dtype=torch.long, device=device)
+      for _ in range(length):
+        next_ids = model.decode(memory, ys)[:, -1].argmax(-1)
+        ys = torch.cat([ys, next_ids[:, None]], 1)
+      return ys
+    new_tokens = batch_size * length
+  else:
+    length = shape.seq_len
+    name = 'decode sample'
+
+    def run_decode():
+      return model.generate(
+          batch['inputs'][:, :1].long(), do_sample=True, top_k=0,
+          max_new_tokens=length - 1, min_new_tokens=length - 1,
+          use_cache=True, pad_token_id=0)
+    new_tokens = batch_size * (length - 1)
+  times = []
+  with torch.no_grad(), autocast:
+    for i in range(3):
+      t = time.perf_counter()
+      run_decode()
+      sync()
+      if i:
+        times.append(time.perf_counter() - t)
+  step_s = statistics.median(times)
+  results[name] = dict(step_s=step_s, tokens_per_s=new_tokens / step_s)
+  return results
+
+
+def torch_rows(config, batch_size: int, decode: bool, peak: float, out):
+  """The same sizes in PyTorch, as rows; returns the timings."""
+  import torch  # pylint: disable=g-import-not-at-top
+  results = torch_run(config, batch_size, steps=_STEPS.value,
+                      warmup=_WARMUP.value, decode=decode)
+  model_flops = flops.train_flops(
+      task_model_config(config), flops.FAMILIES[config.task],
+      step_shape(config), batch_size)
+  for name, r in results.items():
+    if name == 'train':
+      r.update(model_flops=model_flops,
+               mfu=flops.mfu(model_flops, r['step_s'], peak))
+    out(row(f'torch {torch.__version__} {name}', r))
+  return results
+
+
+def task_model_config(config):
+  return get_task(config).model_config
+
+
+# ----------------------------------------------------------------- main --
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  config = apply_shapes(_CONFIG.value, _BATCH.value, _SEQ_LEN.value)
+  lines = []
+
+  def out(line):
+    print(line, flush=True)
+    lines.append(line)
+
+  peak, peak_source = peak_flops()
+  cfg = task_model_config(config)
+  shape = step_shape(config)
+  family = flops.FAMILIES[config.task]
+  out(f'\n{config.task} ({family}): {cfg.num_layers} layers, d_model '
+      f'{cfg.d_model}, d_ff {cfg.d_ff}, heads {cfg.num_heads}, vocab '
+      f'{cfg.vocab_size}, dtype {cfg.dtype}, attention {cfg.attention_impl}; '
+      f'batch {config.batch_size} x {shape.tokens} tokens '
+      f'({shape_text(shape)}); jax {jax.__version__} on '
+      f'{jax.devices()[0].device_kind}; peak {peak / 1e9:,.0f} GFLOP/s '
+      f'({peak_source}); model FLOPs/token '
+      f'{flops.train_flops_per_token(cfg, family, shape) / 1e6:,.1f} M\n')
+  out(HEADER)
+  out(RULE)
+  if _SWEEP.value == 'knobs':
+    for label, overrides, kwargs in KNOBS:
+      r = time_training(with_overrides(config, overrides), steps=_STEPS.value,
+                        warmup=_WARMUP.value, peak=peak, **kwargs)
+      out(row(label, r))
+  elif _SWEEP.value == 'scan_compile':
+    scan_compile_rows(config, peak, out)
+  else:
+    ours = time_training(config, steps=_STEPS.value, warmup=_WARMUP.value,
+                         peak=peak)
+    out(row('ours train', ours))
+    decode_batch = _DECODE_BATCH.value or config.batch_size
+    decoded = {}
+    if _DECODE.value and config.task in ('seq2seq', 'causal_lm'):
+      beams = (1, 4) if config.task == 'seq2seq' else (1,)
+      for beam in beams:
+        label = ('sample' if config.task == 'causal_lm' else
+                 'greedy' if beam == 1 else f'beam {beam}')
+        decoded[label] = time_decoding(config, decode_batch, beam)
+        out(row(f'ours decode {label} (batch {decode_batch})',
+                decoded[label]))
+    if _TORCH.value:
+      theirs = torch_rows(config, config.batch_size,
+                          _DECODE.value and config.task in ('seq2seq',
+                                                            'causal_lm'),
+                          peak, out)
+      out('')
+      out(f'ours/torch training tokens/s: '
+          f'{ours["tokens_per_s"] / theirs["train"]["tokens_per_s"]:.2f}')
+      for label, r in decoded.items():
+        if f'decode {label}' in theirs:
+          out(f'ours/torch decode {label} tokens/s: {r["tokens_per_s"] / theirs[f"decode {label}"]["tokens_per_s"]:.2f}')
+  out(f'\nprocess max RSS {max_rss_mb():,.0f} MB; '
+      f'{time.strftime("%Y-%m-%d")}')
+  if _OUTPUT.value:
+    with open(_OUTPUT.value, 'a', encoding='utf-8') as f:
+      f.write('\n'.join(lines) + '\n')
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('config')
+  app.run(main)
