@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import conftest
 import train
 from configs import default
 from infra.metrics_writer import read_metrics
@@ -147,9 +148,13 @@ def test_unwritable_workdir_is_one_clear_error(tmp_path):
     train.train_and_evaluate(tiny_config(), str(blocker / 'sub'))
 
 
+def device_flags(count):
+  return (f'--xla_force_host_platform_device_count={count} '
+          f'{conftest.COLLECTIVE_TIMEOUTS}')
+
+
 def cli(*args, env=None):
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1',
-         **(env or {})}
+  env = {**os.environ, 'XLA_FLAGS': device_flags(1), **(env or {})}
   return subprocess.run([sys.executable, 'train.py', *args], cwd=REPO,
                         capture_output=True, text=True, env=env, timeout=300)
 
@@ -208,11 +213,11 @@ def test_two_processes_match_one_process(tmp_path, parallelism):
             f'--config.parallelism={parallelism}']
   single = tmp_path / 'single'
   proc = cli(*common, f'--workdir={single}',
-             env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+             env={'XLA_FLAGS': device_flags(2)})
   assert proc.returncode == 0, proc.stderr[-2000:]
   multi = tmp_path / 'multi'
   port = free_port()
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  env = {**os.environ, 'XLA_FLAGS': device_flags(1)}
   procs = [subprocess.Popen(
       [sys.executable, 'train.py', *common, f'--workdir={multi}',
        f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
