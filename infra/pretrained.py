@@ -11,9 +11,8 @@ import os
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from flax import traverse_util
 
-from infra import checkpointing
+from infra import checkpointing, hf_import
 
 
 def restore_pretrained(params, path: str):
@@ -21,10 +20,10 @@ def restore_pretrained(params, path: str):
   if not os.path.isdir(path):
     raise ValueError(f'config.init_from={path} is not a directory')
   if os.path.exists(os.path.join(path, 'config.json')):
-    from infra import hf_import  # pylint: disable=g-import-not-at-top
     return hf_import.restore_pretrained(params, path)
-  pretrained = load_workdir_params(path)
-  return merge_params(params, pretrained, path)
+  # The same matching as for Hugging Face checkpoints: by path, scanned or
+  # unscanned layer layouts, shape mismatches named.
+  return hf_import.merge_pretrained(params, load_workdir_params(path), path)
 
 
 def load_workdir_params(workdir: str):
@@ -40,27 +39,3 @@ def load_workdir_params(workdir: str):
     restored = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore()))
   return jax.tree.map(np.asarray, restored['state']['params'])
-
-
-def merge_params(params, pretrained, source: str):
-  """Copies every entry of `pretrained` whose path and shape match `params`.
-
-  Raises if nothing matches (almost surely the wrong checkpoint) or if a
-  shared path has a different shape (names the path and both shapes).
-  """
-  target = traverse_util.flatten_dict(params, sep='/')
-  loaded = traverse_util.flatten_dict(pretrained, sep='/')
-  matched = 0
-  for path, value in loaded.items():
-    if path not in target:
-      continue
-    if tuple(target[path].shape) != tuple(value.shape):
-      raise ValueError(
-          f'{source}: parameter {path} has shape {tuple(value.shape)} but the '
-          f'configured model expects {tuple(target[path].shape)}')
-    target[path] = np.asarray(value, dtype=target[path].dtype)
-    matched += 1
-  if not matched:
-    raise ValueError(f'{source}: no parameter path matches the configured '
-                     'model')
-  return traverse_util.unflatten_dict(target, sep='/')
