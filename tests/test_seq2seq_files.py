@@ -1,0 +1,70 @@
+"""Translation and summarization on real files, end to end through train.py."""
+import os
+
+import pytest
+
+import train
+from configs import multi30k_en_de, xsum_summarization
+from infra.metrics_writer import read_metrics
+
+DATA_DIR = os.environ['DATA_DIR']
+
+
+def shrink(config, **data):
+  config.model.num_layers = 1
+  config.model.d_model = 32
+  config.model.d_ff = 64
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.num_train_steps = 3
+  config.log_every = 1
+  config.eval_every = 3
+  config.checkpoint_every = 3
+  config.average_last_checkpoints = 0
+  config.decode.beam_size = 2
+  config.decode.max_decode_len = 12
+  with config.data.ignore_type():
+    for key, value in data.items():
+      config.data[key] = value
+  return config
+
+
+def test_translation_reports_bleu_and_keeps_its_tokenizer(tmp_path):
+  config = shrink(multi30k_en_de.get_config(),
+                  data_dir=os.path.join(DATA_DIR, 'multi30k'),
+                  max_examples=300, eval_split='val')
+  config.tokenizer.vocab_size = 300
+  config.model.vocab_size = 300
+  workdir = str(tmp_path / 'm30k')
+  result = train.train_and_evaluate(config, workdir, stop_at_step=2)
+  spm = os.path.join(workdir, 'spm.model')
+  first_tokenizer = open(spm, 'rb').read()
+  mtime = os.path.getmtime(spm)
+  result = train.train_and_evaluate(config, workdir)  # resumes
+  assert os.path.getmtime(spm) == mtime
+  assert open(spm, 'rb').read() == first_tokenizer
+  for name in ('eval/bleu', 'eval/bleu_lowercase_tokenized'):
+    assert 0.0 <= result.eval_metrics[name] <= 100.0
+  assert [r['step'] for r in read_metrics(workdir) if 'train/loss' in r] == [
+      1, 2, 3]
+
+
+def test_summarization_reports_rouge(tmp_path):
+  config = shrink(xsum_summarization.get_config(),
+                  data_dir=os.path.join(DATA_DIR, 'xsum-sample'),
+                  max_input_length=128, max_target_length=32)
+  config.tokenizer.vocab_size = 400
+  config.model.vocab_size = 400
+  with config.data.ignore_type():
+    config.data.train_split = config.data.eval_split = 'sample'
+  config.data.file_pattern = '{split}.jsonl'
+  result = train.train_and_evaluate(config, str(tmp_path / 'xsum'))
+  for name in ('rouge1', 'rouge2', 'rougeL'):
+    assert 0.0 <= result.eval_metrics[f'eval/{name}'] <= 1.0
+
+
+def test_missing_data_directory_names_the_config_key(tmp_path):
+  config = shrink(multi30k_en_de.get_config(),
+                  data_dir=str(tmp_path / 'nowhere'))
+  with pytest.raises(ValueError, match='config.data.data_dir'):
+    train.train_and_evaluate(config, str(tmp_path / 'w'))
