@@ -137,13 +137,22 @@ def initial_state(task, optimizer, config) -> TrainState:
 
 
 def mean_metrics(sums: dict, prefix: str) -> dict:
-  """Sums from the steps -> per-token means, named for the writers."""
+  """Sums from the steps -> means, named for the writers.
+
+  Every sum is divided by 'weight' (the loss's token count), except
+  'X_correct' with an 'X_examples' count, which becomes 'X_accuracy'.
+  """
   weight = max(float(sums['weight']), 1.0)
-  out = {f'{prefix}/loss': float(sums['loss']) / weight,
-         f'{prefix}/accuracy': float(sums['correct']) / weight}
+  out = {f'{prefix}/accuracy': float(sums['correct']) / weight}
   for name, value in sums.items():
-    if name not in ('loss', 'weight', 'correct'):
-      out[f'{prefix}/{name}'] = float(value)
+    if name in ('weight', 'correct') or name.endswith('_examples'):
+      continue
+    head = name[:-len('_correct')]
+    if name.endswith('_correct') and f'{head}_examples' in sums:
+      count = max(float(sums[f'{head}_examples']), 1.0)
+      out[f'{prefix}/{head}_accuracy'] = float(value) / count
+    else:
+      out[f'{prefix}/{name}'] = float(value) / weight
   return out
 
 

@@ -5,7 +5,9 @@ train loop serves every family (the t5x split). Each task class offers:
 
   build_model(train: bool, decode: bool = False) -> flax module
   init_variables(rng) -> variables            (pure; train.py jits/evals it)
-  loss_sums(params, batch, rng, train) -> dict of sums, incl. 'loss','weight'
+  loss_sums(params, batch, rng, train) -> dict of sums: 'loss', 'weight'
+      (its token count), 'correct'; extra sums are reported divided by
+      'weight', except 'X_correct' with 'X_examples' (-> 'X_accuracy')
   predict(params, batch) -> per-example outputs (pure; e.g. beam search)
   train_batches(workdir, global_batch_size, host_rows) -> iterator with
       get_state()/set_state() (saved in checkpoints)
