@@ -1,20 +1,24 @@
-"""docs/transformers.md runs: every ```python block, in order, in one
-namespace, prints exactly the ```text block that follows it (nothing if
-none follows); and docs/make_figures.py writes every figure.
+"""The docs run: on every page of docs/, every ```python block, in order, in
+one namespace per page, prints exactly the ```text block that follows it
+(nothing if none follows); docs/make_figures.py writes every figure.
 
-  python tests/test_guide.py   # print each block's real output (to edit
-                               # the page after changing a snippet)
+  python tests/test_guide.py [page.md] [-v]   # each block's real output,
+                                              # to update a page's text
 """
 import contextlib
+import glob
+import importlib.util
 import io
 import os
 import re
-import subprocess
 import sys
 
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GUIDE = os.path.join(REPO, 'docs', 'transformers.md')
+PAGES = sorted(glob.glob(os.path.join(REPO, 'docs', '**', '*.md'),
+                         recursive=True))
 FIGURES = ('architecture.png', 'sinusoidal_positions.png',
            'learning_rate.png', 'cross_attention.png')
 
@@ -74,18 +78,22 @@ def test_guide_has_code_and_figures():
     assert os.path.getsize(os.path.join(REPO, 'docs', 'figures', name)) > 0
 
 
-def test_guide_code_runs_and_prints_what_the_page_shows():
-  for line, expected, printed in run_blocks(GUIDE):
+@pytest.mark.parametrize('page', [os.path.relpath(p, REPO) for p in PAGES])
+def test_page_code_runs_and_prints_what_the_page_shows(page):
+  for line, expected, printed in run_blocks(os.path.join(REPO, page)):
     assert printed == (expected or ''), (
-        f'block at line {line} printed:\n{printed}\nthe page shows:\n'
-        f'{expected}')
+        f'{page}, block at line {line} printed:\n{printed}\nthe page shows:'
+        f'\n{expected}')
 
 
 def test_make_figures_writes_every_figure(tmp_path):
+  spec = importlib.util.spec_from_file_location(
+      'make_figures', os.path.join(REPO, 'docs', 'make_figures.py'))
+  make_figures = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(make_figures)
   out = tmp_path / 'figures'
-  subprocess.run([sys.executable, os.path.join(REPO, 'docs', 'make_figures.py'),
-                  f'--out={out}', '--steps=10'], check=True, cwd=REPO,
-                 capture_output=True, timeout=300)
+  with contextlib.redirect_stdout(io.StringIO()):
+    make_figures.main([f'--out={out}', '--steps=10'])
   for name in FIGURES:
     assert (out / name).stat().st_size > 1000, name
 
@@ -94,8 +102,10 @@ if __name__ == '__main__':
   sys.path.insert(0, REPO)
   sys.path.insert(0, os.path.join(REPO, 'tests'))
   import conftest  # pylint: disable=unused-import  # same devices as pytest
-  for line, expected, printed in run_blocks(GUIDE):
-    status = 'ok' if printed == (expected or '') else 'DIFFERS'
-    print(f'--- block at line {line}: {status}')
-    if status != 'ok' or '-v' in sys.argv:
-      print(printed, end='')
+  pages = [a for a in sys.argv[1:] if a.endswith('.md')] or [GUIDE]
+  for page in pages:
+    for line, expected, printed in run_blocks(os.path.abspath(page)):
+      status = 'ok' if printed == (expected or '') else 'DIFFERS'
+      print(f'--- {page}, block at line {line}: {status}')
+      if status != 'ok' or '-v' in sys.argv:
+        print(printed, end='')
