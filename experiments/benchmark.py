@@ -65,17 +65,19 @@ _DECODE_BATCH = flags.DEFINE_integer('decode_batch_size', 0,
                                      '0: the training batch size.')
 _TORCH = flags.DEFINE_bool('compare_torch', False,
                            'Time the same sizes in PyTorch (CPU or CUDA).')
-_SWEEP = flags.DEFINE_enum('sweep', None, ['knobs', 'scan_compile'],
+_SWEEP = flags.DEFINE_enum('sweep', None, ['knobs', 'causes',
+                                            'scan_compile'],
                            'knobs: dtype/attention/remat/scan/accumulation/'
-                           'donation/host-sync rows; scan_compile: compile '
+                           'donation/host-sync rows; causes: dropout, PRNG, '
+                           'fused attention, bf16; scan_compile: compile '
                            'time of a 24-layer model with/without scan.')
 _PEAK_SIZE = flags.DEFINE_integer('peak_size', 2048, 'CPU peak: the side of '
                                   'the timed float32 matmul.')
 _OUTPUT = flags.DEFINE_string('output', '', 'Also append the rows here.')
 
 HEADER = ('| measurement | compile s | step ms | tokens/s | memory MB | '
-          'model GFLOP/step | XLA GFLOP/step | MFU |')
-RULE = '|---|---:|---:|---:|---:|---:|---:|---:|'
+          'model GFLOP/step | XLA GFLOP/step | peak GFLOP/s | MFU |')
+RULE = '|---|---:|---:|---:|---:|---:|---:|---:|---:|'
 
 
 # ------------------------------------------------------------- hardware --
@@ -96,6 +98,19 @@ def matmul_flops_per_s(size: int = 2048, dtype=jnp.float32,
     dot(a, a).block_until_ready()
     times.append(time.perf_counter() - start)
   return 2 * size ** 3 / statistics.median(times)
+
+
+def matmul_timer(size: int, dtype=jnp.float32):
+  """() -> FLOP/s of one [size, size] x [size, size] jnp.dot (compiled once)."""
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((size, size)),
+                  dtype)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  def once():
+    start = time.perf_counter()
+    dot(a, a).block_until_ready()
+    return 2 * size ** 3 / (time.perf_counter() - start)
+  return once
 
 
 def peak_flops() -> tuple[float, str]:
@@ -199,8 +214,26 @@ def synthetic_batch(config, batch_size: int, seed: int = 0) -> dict:
 
 # ------------------------------------------------------------- training --
 def time_training(config, *, steps: int, warmup: int, peak: float,
-                  donate: bool = True, sync_every_step: bool = False) -> dict:
-  """Compiles train.train_step for `config` and times it (see module doc)."""
+                  donate: bool = True, sync_every_step: bool = False,
+                  prng_impl: str = '', paired_peak=None) -> dict:
+  """Compiles train.train_step for `config` and times it (see module doc).
+
+  paired_peak: on a shared CPU, a function timing the peak matmul once;
+    it runs after every step and each step's MFU uses the peak measured
+    next to it (the median of these ratios is reported), so that load from
+    other processes cancels out.
+  prng_impl: e.g. 'unsafe_rbg' sets jax_default_prng_impl for this run (the
+  environment variable JAX_DEFAULT_PRNG_IMPL does the same for train.py).
+  """
+  if prng_impl:
+    previous = jax.config.jax_default_prng_impl
+    jax.config.update('jax_default_prng_impl', prng_impl)
+    try:
+      return time_training(config, steps=steps, warmup=warmup, peak=peak,
+                           donate=donate, sync_every_step=sync_every_step,
+                           paired_peak=paired_peak)
+    finally:
+      jax.config.update('jax_default_prng_impl', previous)
   config = copy.deepcopy(config)
   config.parallelism = 'mesh'
   task = get_task(config)
@@ -220,31 +253,33 @@ def time_training(config, *, steps: int, warmup: int, peak: float,
   for _ in range(warmup):
     state, _ = compiled(state, batch, rng)
   jax.block_until_ready(state)
-  times = []
-  if sync_every_step:  # one host fetch per step, as log_every=1 would do
-    for _ in range(steps):
-      t = time.perf_counter()
-      state, metrics = compiled(state, batch, rng)
+  times, peaks = [], []
+  for _ in range(steps):
+    t = time.perf_counter()
+    state, metrics = compiled(state, batch, rng)
+    if sync_every_step:  # one host fetch per step, as log_every=1 would do
       float(metrics['loss'])
-      times.append(time.perf_counter() - t)
-  else:
-    for _ in range(steps):
-      t = time.perf_counter()
-      state, metrics = compiled(state, batch, rng)
+    else:
       jax.block_until_ready(state)
-      times.append(time.perf_counter() - t)
+    times.append(time.perf_counter() - t)
+    if paired_peak:
+      peaks.append(paired_peak())
   step_s = statistics.median(times)
   model_cfg = task.model_config
   shape = step_shape(config)
   model_flops = flops.train_flops(model_cfg, flops.FAMILIES[config.task],
                                   shape, config.batch_size)
-  return dict(compile_s=compile_s, step_s=step_s,
+  if paired_peak:  # MFU of each step against the matmul right after it
+    mfu = statistics.median(model_flops / t / p for t, p in zip(times, peaks))
+    peak = statistics.median(peaks)
+  else:
+    mfu = flops.mfu(model_flops, step_s, peak)
+  return dict(compile_s=compile_s, step_s=step_s, peak=peak,
               tokens_per_s=config.batch_size * shape.tokens / step_s,
               memory_mb=memory_mb(compiled), model_flops=model_flops,
               # cost_analysis is of one device's share of the SPMD program.
               xla_flops=xla_flops(compiled) * dp.num_devices,
-              mfu=flops.mfu(model_flops, step_s, peak),
-              loss=float(metrics['loss']) / max(float(metrics['weight']), 1))
+              mfu=mfu, loss=float(metrics['loss']) / max(float(metrics['weight']), 1))
 
 
 def row(name: str, r: dict) -> str:
@@ -257,7 +292,8 @@ def row(name: str, r: dict) -> str:
           f'{cell("tokens_per_s", "{:,.0f}")} | '
           f'{cell("memory_mb", "{:,.0f}")} | '
           f'{cell("model_flops", "{:,.1f}", 1e-9)} | '
-          f'{cell("xla_flops", "{:,.1f}", 1e-9)} | {cell("mfu", "{:.1%}")} |')
+          f'{cell("xla_flops", "{:,.1f}", 1e-9)} | '
+          f'{cell("peak", "{:,.0f}", 1e-9)} | {cell("mfu", "{:.1%}")} |')
 
 
 # ------------------------------------------------------------- decoding --
@@ -313,6 +349,17 @@ KNOBS = (  # (label, config overrides, time_training kwargs)
     ('no buffer donation', {}, {'donate': False}),
     ('host fetch every step (log_every=1)', {}, {'sync_every_step': True}),
 )
+NO_DROPOUT = {'model.dropout_rate': 0.0, 'model.attention_dropout_rate': 0.0,
+              'model.activation_dropout_rate': 0.0}
+CAUSES = (  # where the time goes that is not matmul FLOPs
+    ('as configured', {}, {}),
+    ('no dropout', NO_DROPOUT, {}),
+    ('JAX_DEFAULT_PRNG_IMPL=unsafe_rbg', {}, {'prng_impl': 'unsafe_rbg'}),
+    ('unsafe_rbg + fused attention', {'model.attention_impl': 'fused'},
+     {'prng_impl': 'unsafe_rbg'}),
+    ('model.dtype=bfloat16 + unsafe_rbg', {'model.dtype': 'bfloat16'},
+     {'prng_impl': 'unsafe_rbg'}),
+)
 
 
 def with_overrides(config, overrides: dict):
@@ -333,7 +380,7 @@ def scan_compile_rows(config, peak, out):
   for scan in (False, True):
     cfg = with_overrides(config, {'model.num_layers': 24,
                                   'model.scan_layers': scan})
-    r = time_training(cfg, steps=2, warmup=1, peak=peak)
+    r = time_training(cfg, steps=2, warmup=1, peak=peak)  # compile time only
     out(row(f'24 layers, scan_layers={scan}', r))
 
 
@@ -412,7 +459,7 @@ def _TorchSeq2Seq(cfg):  # pylint: disable=invalid-name
 
 
 def torch_run(config, batch_size: int, steps: int, warmup: int,
-              decode: bool) -> dict:
+              decode: bool, paired_peak=None) -> dict:
   """{'train': ..., 'decode greedy'/'decode sample': ...} timings."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())  # XLA's CPU client uses every core
@@ -460,16 +507,18 @@ def torch_run(config, batch_size: int, steps: int, warmup: int,
     optimizer.step()
     return loss
 
-  times = []
+  times, peaks = [], []
   for i in range(warmup + steps):
     t = time.perf_counter()
     train_step()
     sync()
     if i >= warmup:
       times.append(time.perf_counter() - t)
+      if paired_peak:
+        peaks.append(paired_peak())
   step_s = statistics.median(times)
   results = {'train': dict(step_s=step_s, tokens_per_s=batch_size *
-                           shape.tokens / step_s)}
+                           shape.tokens / step_s, times=times, peaks=peaks)}
   if device == 'cuda':
     results['train']['memory_mb'] = torch.cuda.max_memory_allocated() / 2**20
   if not decode:
@@ -512,18 +561,25 @@ def torch_run(config, batch_size: int, steps: int, warmup: int,
   return results
 
 
-def torch_rows(config, batch_size: int, decode: bool, peak: float, out):
+def torch_rows(config, batch_size: int, decode: bool, peak: float, out,
+               paired_peak=None):
   """The same sizes in PyTorch, as rows; returns the timings."""
   import torch  # pylint: disable=g-import-not-at-top
   results = torch_run(config, batch_size, steps=_STEPS.value,
-                      warmup=_WARMUP.value, decode=decode)
+                      warmup=_WARMUP.value, decode=decode,
+                      paired_peak=paired_peak)
   model_flops = flops.train_flops(
       task_model_config(config), flops.FAMILIES[config.task],
       step_shape(config), batch_size)
   for name, r in results.items():
     if name == 'train':
-      r.update(model_flops=model_flops,
-               mfu=flops.mfu(model_flops, r['step_s'], peak))
+      times, peaks = r.pop('times'), r.pop('peaks')
+      if peaks:
+        r.update(peak=statistics.median(peaks), mfu=statistics.median(
+            model_flops / t / p for t, p in zip(times, peaks)))
+      else:
+        r.update(peak=peak, mfu=flops.mfu(model_flops, r['step_s'], peak))
+      r['model_flops'] = model_flops
     out(row(f'torch {torch.__version__} {name}', r))
   return results
 
@@ -544,6 +600,9 @@ def main(argv):
     lines.append(line)
 
   peak, peak_source = peak_flops()
+  paired = None if on_gpu() else matmul_timer(_PEAK_SIZE.value)
+  if paired:
+    peak_source += ' before the run; MFU pairs each step with one such dot'
   cfg = task_model_config(config)
   shape = step_shape(config)
   family = flops.FAMILIES[config.task]
@@ -557,16 +616,18 @@ def main(argv):
       f'{flops.train_flops_per_token(cfg, family, shape) / 1e6:,.1f} M\n')
   out(HEADER)
   out(RULE)
-  if _SWEEP.value == 'knobs':
-    for label, overrides, kwargs in KNOBS:
+  if _SWEEP.value in ('knobs', 'causes'):
+    for label, overrides, kwargs in (KNOBS if _SWEEP.value == 'knobs'
+                                     else CAUSES):
       r = time_training(with_overrides(config, overrides), steps=_STEPS.value,
-                        warmup=_WARMUP.value, peak=peak, **kwargs)
+                        warmup=_WARMUP.value, peak=peak,
+                        paired_peak=paired, **kwargs)
       out(row(label, r))
   elif _SWEEP.value == 'scan_compile':
     scan_compile_rows(config, peak, out)
   else:
     ours = time_training(config, steps=_STEPS.value, warmup=_WARMUP.value,
-                         peak=peak)
+                         peak=peak, paired_peak=paired)
     out(row('ours train', ours))
     decode_batch = _DECODE_BATCH.value or config.batch_size
     decoded = {}
@@ -582,7 +643,7 @@ def main(argv):
       theirs = torch_rows(config, config.batch_size,
                           _DECODE.value and config.task in ('seq2seq',
                                                             'causal_lm'),
-                          peak, out)
+                          peak, out, paired)
       out('')
       out(f'ours/torch training tokens/s: '
           f'{ours["tokens_per_s"] / theirs["train"]["tokens_per_s"]:.2f}')
