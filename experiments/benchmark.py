@@ -24,9 +24,13 @@ lets the compile be timed alone. Printed per measurement, as markdown rows:
              compiled footprint (arguments + outputs + temporaries - donated
              aliases); the process max RSS is printed once at the end
   FLOPs      infra/flops.py model FLOPs per step, and XLA's cost analysis
-  MFU        model FLOP/s / peak. Peak: on CPU the median FLOP/s of a
-             2048^3 float32 jnp.dot measured in the same run; on GPU the
-             data-sheet dense bf16 peak (H100 SXM 989e12)
+             (which counts a while-loop body once: scan, accumulation)
+  MFU        model FLOP/s / peak. On GPU the peak is the data-sheet dense
+             bf16 peak (H100 SXM 989e12). On CPU it is measured in the
+             same run: after every timed step one 2048^3 float32 jnp.dot
+             is timed, each step's MFU uses that matmul's FLOP/s, and the
+             median ratio is reported (other processes' load cancels out;
+             the 'peak' column is the median of those matmuls)
 Decoding (`--decode`): the encoder-decoder's task.predict with beam 1
 (greedy) and 4, with the KV cache; sampling from the decoder LM with
 infra/generation.py. Every row decodes `seq_len` tokens: EOS is disabled so
@@ -388,11 +392,10 @@ def scan_compile_rows(config, peak, out):
 def torch_model(config):
   """The same network in PyTorch: nn.Transformer + shared embeddings + tied
   output (encoder-decoder), BertForPreTraining, or GPT2LMHeadModel."""
-  import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   cfg = task_model_config(config)
   if config.task == 'seq2seq':
-    return _TorchSeq2Seq(cfg)
+    return _torch_seq2seq_class()(cfg)
   if config.task == 'bert_pretraining':
     return transformers.BertForPreTraining(transformers.BertConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.d_model,
@@ -411,11 +414,11 @@ def torch_model(config):
         resid_pdrop=cfg.dropout_rate, embd_pdrop=cfg.dropout_rate,
         attn_pdrop=cfg.attention_dropout_rate,
         layer_norm_epsilon=cfg.layer_norm_epsilon))
-  del torch
   raise ValueError(f'no PyTorch model for config.task={config.task!r}')
 
 
 def _torch_seq2seq_class():
+  """Defined on demand: torch is imported only with --compare_torch."""
   import torch  # pylint: disable=g-import-not-at-top
   from models.embeddings import sinusoidal_positions  # pylint: disable=g-import-not-at-top
 
@@ -452,10 +455,6 @@ def _torch_seq2seq_class():
       return self.decode(self.encode(src), tgt_in)
 
   return TorchSeq2Seq
-
-
-def _TorchSeq2Seq(cfg):  # pylint: disable=invalid-name
-  return _torch_seq2seq_class()(cfg)
 
 
 def torch_run(config, batch_size: int, steps: int, warmup: int,
