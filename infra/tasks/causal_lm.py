@@ -20,10 +20,16 @@ class CausalLMTask:
   def __init__(self, config):
     self.config = config
     self.model_config = model_config_from(config.model)
-    text_data.check_source(config.data)
     self.length = config.data.max_length
-    self._tokenizer = None
-    self.bos_id = synthetic.SEP  # EOS starts documents, as in the pipeline
+    self.data = text_data.TaskData(config, self.model_config, self._make,
+                                   input_pipeline.lm_batches)
+
+  @property
+  def bos_id(self) -> int:
+    """EOS starts documents, in the pipeline and the synthetic rows alike."""
+    if self.data.synthetic:
+      return synthetic.SEP
+    return self.data.tokenizer().eos_id
 
   # Model -------------------------------------------------------------------
   def build_model(self, train: bool, decode: bool = False):
@@ -78,25 +84,8 @@ class CausalLMTask:
     return synthetic.lm_rows(rng, count, self.length,
                              self.model_config.vocab_size)
 
-  def _pipeline(self, global_batch_size, training, workdir=None):
-    if self._tokenizer is None:
-      self._tokenizer = text_data.build_tokenizer(self.config, workdir,
-                                                  self.model_config)
-      self.bos_id = self._tokenizer.eos_id
-    return input_pipeline.lm_batches(
-        self.config.data, self._tokenizer, global_batch_size,
-        self.config.seed, text_data.split_name(self.config.data, training),
-        training=training)
-
   def train_batches(self, workdir, global_batch_size: int, host_rows: slice):
-    if self.config.data.source == 'synthetic':
-      return synthetic.SyntheticStream(self._make, self.config.seed,
-                                       global_batch_size, host_rows)
-    return iter(self._pipeline(global_batch_size, True, workdir))
+    return self.data.train_batches(workdir, global_batch_size, host_rows)
 
   def eval_batches(self, global_batch_size: int, host_rows: slice):
-    if self.config.data.source == 'synthetic':
-      return synthetic.eval_batches(self._make, self.config.seed,
-                                    self.config.data.num_eval_examples,
-                                    global_batch_size, host_rows)
-    return self._pipeline(global_batch_size, False)
+    return self.data.eval_batches(global_batch_size, host_rows)

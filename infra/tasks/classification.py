@@ -21,10 +21,10 @@ class ClassificationTask:
   def __init__(self, config):
     self.config = config
     self.model_config = model_config_from(config.model)
-    text_data.check_source(config.data)
     self.length = config.data.max_length
     self.regression = self.model_config.num_labels == 1
-    self._tokenizer = None
+    self.data = text_data.TaskData(config, self.model_config, self._make,
+                                   input_pipeline.classification_batches)
 
   # Model -------------------------------------------------------------------
   def build_model(self, train: bool, decode: bool = False):
@@ -82,24 +82,8 @@ class ClassificationTask:
         rng, count, self.length, self.model_config.vocab_size,
         self.model_config.num_labels)
 
-  def _pipeline(self, global_batch_size, training, workdir=None):
-    if self._tokenizer is None:
-      self._tokenizer = text_data.build_tokenizer(self.config, workdir,
-                                                  self.model_config)
-    return input_pipeline.classification_batches(
-        self.config.data, self._tokenizer, global_batch_size,
-        self.config.seed, text_data.split_name(self.config.data, training),
-        training=training)
-
   def train_batches(self, workdir, global_batch_size: int, host_rows: slice):
-    if self.config.data.source == 'synthetic':
-      return synthetic.SyntheticStream(self._make, self.config.seed,
-                                       global_batch_size, host_rows)
-    return iter(self._pipeline(global_batch_size, True, workdir))
+    return self.data.train_batches(workdir, global_batch_size, host_rows)
 
   def eval_batches(self, global_batch_size: int, host_rows: slice):
-    if self.config.data.source == 'synthetic':
-      return synthetic.eval_batches(self._make, self.config.seed,
-                                    self.config.data.num_eval_examples,
-                                    global_batch_size, host_rows)
-    return self._pipeline(global_batch_size, False)
+    return self.data.eval_batches(global_batch_size, host_rows)

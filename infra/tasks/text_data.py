@@ -9,6 +9,7 @@
 """
 from infra import tokenizers
 from infra import text_sources
+from infra.tasks import synthetic
 
 SOURCES = ('synthetic', 'files')
 
@@ -40,3 +41,46 @@ def split_name(data_config, training: bool) -> str:
   if training:
     return data_config.get('train_split', 'train')
   return data_config.get('eval_split', 'validation')
+
+
+class TaskData:
+  """A task's training and evaluation batches, from the seed or from files.
+
+  make_rows(rng, count) -> dict of arrays: the task's synthetic examples.
+  pipeline_fn: the task family's builder in infra/input_pipeline.py.
+  """
+
+  def __init__(self, config, model_config, make_rows, pipeline_fn):
+    check_source(config.data)
+    self.config, self.model_config = config, model_config
+    self.make_rows, self.pipeline_fn = make_rows, pipeline_fn
+    self._tokenizer = None
+
+  @property
+  def synthetic(self) -> bool:
+    return self.config.data.source == 'synthetic'
+
+  def tokenizer(self, workdir: str | None = None):
+    if self._tokenizer is None:
+      self._tokenizer = build_tokenizer(self.config, workdir,
+                                        self.model_config)
+    return self._tokenizer
+
+  def _pipeline(self, global_batch_size, training, workdir=None):
+    return self.pipeline_fn(
+        self.config.data, self.tokenizer(workdir), global_batch_size,
+        self.config.seed, split_name(self.config.data, training),
+        training=training)
+
+  def train_batches(self, workdir, global_batch_size: int, host_rows: slice):
+    if self.synthetic:
+      return synthetic.SyntheticStream(self.make_rows, self.config.seed,
+                                       global_batch_size, host_rows)
+    return iter(self._pipeline(global_batch_size, True, workdir))
+
+  def eval_batches(self, global_batch_size: int, host_rows: slice):
+    if self.synthetic:
+      return synthetic.eval_batches(self.make_rows, self.config.seed,
+                                    self.config.data.num_eval_examples,
+                                    global_batch_size, host_rows)
+    return self._pipeline(global_batch_size, False)
