@@ -68,3 +68,28 @@ def test_missing_data_directory_names_the_config_key(tmp_path):
                   data_dir=str(tmp_path / 'nowhere'))
   with pytest.raises(ValueError, match='config.data.data_dir'):
     train.train_and_evaluate(config, str(tmp_path / 'w'))
+
+
+def test_packed_batch_has_the_loss_of_its_examples_unpacked():
+  """Packing must change nothing but the layout: same loss sum and count."""
+  import jax
+  import numpy as np
+  from infra.tasks import get_task
+  config = shrink(multi30k_en_de.get_config())
+  config.model.vocab_size = 40
+  task = get_task(config)
+  params = task.init_variables(jax.random.key(0))['params']
+  a_in, a_tgt, b_in, b_tgt = [5, 6, 7, 1], [8, 9, 1], [10, 11, 1], [12, 13, 14, 1]
+  pad = lambda x, n: np.array([x + [0] * (n - len(x))], np.int32)
+  packed = {
+      'inputs': pad(a_in + b_in, 10), 'targets': pad(a_tgt + b_tgt, 10),
+      'inputs_segmentation': pad([1] * 4 + [2] * 3, 10),
+      'targets_segmentation': pad([1] * 3 + [2] * 4, 10),
+      'inputs_position': pad([0, 1, 2, 3, 0, 1, 2], 10),
+      'targets_position': pad([0, 1, 2, 0, 1, 2, 3], 10)}
+  unpacked = {'inputs': np.concatenate([pad(a_in, 10), pad(b_in, 10)]),
+              'targets': np.concatenate([pad(a_tgt, 10), pad(b_tgt, 10)])}
+  got = task.loss_sums(params, packed, None, train=False)
+  want = task.loss_sums(params, unpacked, None, train=False)
+  assert float(got['weight']) == float(want['weight']) == 7.0
+  np.testing.assert_allclose(got['loss'], want['loss'], rtol=1e-5)

@@ -18,8 +18,11 @@ from infra.eval_batching import fixed_size_batches
 from models.config import model_config_from
 from models.encoder_decoder import EncoderDecoder
 
-_MODEL_INPUTS = ('inputs_positions', 'targets_positions',
-                 'inputs_segmentation', 'targets_segmentation')
+# Packed batches (infra/packing.py) -> keyword arguments of EncoderDecoder.
+_PACKING_INPUTS = {'inputs_position': 'inputs_positions',
+                   'targets_position': 'targets_positions',
+                   'inputs_segmentation': 'inputs_segmentation',
+                   'targets_segmentation': 'targets_segmentation'}
 
 
 class Seq2SeqTask:
@@ -56,7 +59,8 @@ class Seq2SeqTask:
   # Loss --------------------------------------------------------------------
   def loss_sums(self, params, batch, rng, train: bool):
     model = self.build_model(train)
-    extras = {k: batch[k] for k in _MODEL_INPUTS if k in batch}
+    extras = {arg: batch[key] for key, arg in _PACKING_INPUTS.items()
+              if key in batch}
     logits = model.apply({'params': params}, batch['inputs'],
                          batch['targets'], **extras,
                          rngs={'dropout': rng} if train else {})
