@@ -25,7 +25,7 @@ Against the training steps that consume them (same machine):
     1,089 batches/s while its training step runs 46 steps/s: 23.5x
     (measured while another training run shared the 2 cores).
   Multi30k (configs/multi30k_en_de.py, packed): 18 batches/s delivered vs
-    about 1 training step/s (workdirs log in experiments/multi30k.md): ~18x.
+    1.2 training steps/s (experiments/multi30k.md): ~15x.
 The tokenizing threads contend for the GIL on 2 cores (1 thread is faster);
 grain's Python first-fit packer is the packed pipeline's cost.
 """
