@@ -20,6 +20,19 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
+def parse_options(arg: str | None, **defaults) -> dict:
+  """get_config's 'key=value,key=value' argument -> dict over `defaults`,
+  naming unknown keys."""
+  options = dict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, _, value = item.partition('=')
+    if key not in options:
+      raise ValueError(f'unknown option {key!r} in {arg!r}; expected '
+                       f'{", ".join(options)}')
+    options[key] = value
+  return options
+
+
 def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = 'seq2seq'          # infra/tasks registry name

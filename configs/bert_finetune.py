@@ -21,15 +21,15 @@ after the question token; no measured result is recorded yet.
 import os
 
 from configs import bert_sizes
-from configs.base_config import base_config, model_config
-from configs.bert_pretraining import minilm_vocab, parse
+from configs.base_config import base_config, model_config, parse_options
+from configs.bert_pretraining import minilm_vocab
 
 _TASKS = {'classification': ('classification', 'bert_classifier'),
           'qa': ('extractive_qa', 'bert_qa')}
 
 
 def get_config(arg: str | None = None):
-  options = parse(arg, task='classification', size='tiny', data='synthetic')
+  options = parse_options(arg, task='classification', size='tiny', data='synthetic')
   if options['task'] not in _TASKS:
     raise ValueError(f"task={options['task']!r} is not one of "
                      f'{", ".join(_TASKS)}')

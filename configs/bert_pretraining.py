@@ -16,7 +16,7 @@ import importlib.util
 import os
 
 from configs import bert_sizes
-from configs.base_config import base_config, model_config
+from configs.base_config import base_config, model_config, parse_options
 
 
 def minilm_vocab() -> str:
@@ -27,20 +27,8 @@ def minilm_vocab() -> str:
   return os.path.join(os.path.dirname(spec.origin), 'model', 'vocab.txt')
 
 
-def parse(arg: str | None, **defaults) -> dict:
-  """'key=value,key=value' -> dict over `defaults`, naming unknown keys."""
-  options = dict(defaults)
-  for item in filter(None, (arg or '').split(',')):
-    key, _, value = item.partition('=')
-    if key not in options:
-      raise ValueError(f'unknown option {key!r} in {arg!r}; expected '
-                       f'{", ".join(options)}')
-    options[key] = value
-  return options
-
-
 def get_config(arg: str | None = None):
-  options = parse(arg, size='tiny', data='synthetic')
+  options = parse_options(arg, size='tiny', data='synthetic')
   config = base_config()
   config.task = 'bert_pretraining'      # infra/tasks registry name
   config.model_name = 'bert_pretraining'  # models/registry.py name

@@ -12,6 +12,8 @@ data and optimizer on top of `get_config()`.
 """
 import ml_collections
 
+from configs.base_config import parse_options
+
 # name: (num_layers, d_model)
 SIZES = {
     'tiny': (2, 128),
@@ -53,13 +55,7 @@ def bert_model(size: str) -> dict:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """arg: 'size=base' (default) and optionally ',model_name=bert_qa' etc."""
-  options = dict(size='base', model_name='bert_pretraining')
-  for item in filter(None, (arg or '').split(',')):
-    key, _, value = item.partition('=')
-    if key not in options:
-      raise ValueError(f'unknown option {key!r} in {arg!r}; expected '
-                       f'{", ".join(options)}')
-    options[key] = value
+  options = parse_options(arg, size='base', model_name='bert_pretraining')
   config = ml_collections.ConfigDict()
   config.model_name = options['model_name']  # a name in models/registry.py
   config.model = bert_model(options['size'])  # ModelConfig fields

@@ -16,8 +16,7 @@ continuation accuracy of each row's second half.
 """
 import os
 
-from configs.base_config import base_config, model_config
-from configs.bert_pretraining import parse
+from configs.base_config import base_config, model_config, parse_options
 from configs.gpt2_small import gpt2_model
 
 _SIZES = {  # num_layers, d_model
@@ -29,7 +28,7 @@ _SIZES = {  # num_layers, d_model
 
 
 def get_config(arg: str | None = None):
-  options = parse(arg, size='tiny', data='synthetic')
+  options = parse_options(arg, size='tiny', data='synthetic')
   if options['size'] not in _SIZES:
     raise ValueError(f"size={options['size']!r} is not one of "
                      f'{", ".join(_SIZES)}')

@@ -18,11 +18,11 @@ Variants: get_config('steps=N') shortens the run (CPU budgets).
 """
 import os
 
-from configs.base_config import base_config, model_config
+from configs.base_config import base_config, model_config, parse_options
 
 
 def get_config(arg: str | None = None):
-  options = dict(kv.split('=') for kv in arg.split(',')) if arg else {}
+  options = parse_options(arg, steps='8000')
   config = base_config()
   config.task = 'seq2seq'
   config.model = model_config(
@@ -50,7 +50,7 @@ def get_config(arg: str | None = None):
   # 4,096 of the reference.
   config.batch_size = 64
   config.eval_batch_size = 100
-  config.num_train_steps = int(options.get('steps', 8000))
+  config.num_train_steps = int(options['steps'])
   config.label_smoothing = 0.1
   config.optimizer.name = 'adam'
   config.optimizer.schedule = 'rsqrt'

@@ -13,7 +13,8 @@ import flax.linen as nn
 
 from models import attention as attn
 from models.config import ModelConfig
-from models.embeddings import InputEmbedding, TokenEmbedding
+from models.embeddings import (InputEmbedding, TokenEmbedding,
+                               next_decode_position)
 from models.normalization import layer_norm
 from models.transformer_layers import EncoderLayer, LayerStack
 
@@ -39,7 +40,8 @@ class DecoderLM(nn.Module):
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(inputs.shape[1]), inputs.shape)
       if self.decode:
-        positions = positions + self._decode_position(inputs.shape[1])
+        positions = positions + next_decode_position(
+            self, inputs.shape[1])
     if self.decode:  # the attention cache supplies causality
       mask = None
     else:
@@ -63,15 +65,6 @@ class DecoderLM(nn.Module):
                         dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
                         name='output_projection')(x)
     return logits.astype(jnp.float32)
-
-  def _decode_position(self, length):
-    initialized = self.has_variable('cache', 'position')
-    position = self.variable('cache', 'position',
-                             lambda: jnp.array(0, jnp.int32))
-    current = position.value
-    if initialized:
-      position.value = current + length
-    return current
 
 
 def init_cache(model_cfg: ModelConfig, batch_size: int, max_decode_len: int):

@@ -85,3 +85,19 @@ class InputEmbedding(nn.Module):
     if cfg.embedding_layer_norm:
       x = layer_norm(cfg, 'norm')(x)
     return nn.Dropout(cfg.dropout_rate)(x, self.deterministic)
+
+
+def next_decode_position(module: nn.Module, length: int):
+  """Position of the first of `length` tokens fed to a decoding `module`.
+
+  Kept as a counter in the module's 'cache' collection (created at init,
+  advanced by `length` on every later call), so cached decoding continues
+  the positions of the tokens before it.
+  """
+  initialized = module.has_variable('cache', 'position')
+  position = module.variable('cache', 'position',
+                             lambda: jnp.array(0, jnp.int32))
+  current = position.value
+  if initialized:
+    position.value = current + length
+  return current

@@ -9,7 +9,8 @@ import flax.linen as nn
 
 from models import attention as attn
 from models.config import ModelConfig
-from models.embeddings import InputEmbedding, TokenEmbedding
+from models.embeddings import (InputEmbedding, TokenEmbedding,
+                               next_decode_position)
 from models.normalization import layer_norm
 from models.transformer_layers import DecoderLayer, EncoderLayer, LayerStack
 
@@ -71,7 +72,8 @@ class Decoder(nn.Module):
     if positions is None:
       positions = default_positions(decoder_inputs)
       if self.decode:
-        positions = positions + self._decode_position(decoder_inputs.shape[1])
+        positions = positions + next_decode_position(
+            self, decoder_inputs.shape[1])
     cross_mask = attn.attention_mask(
         jnp.ones_like(decoder_inputs, bool), inputs != 0)
     if self.decode:  # the attention cache supplies causality
@@ -91,15 +93,6 @@ class Decoder(nn.Module):
     if cfg.final_layer_norm:
       y = layer_norm(cfg, 'final_norm')(y)
     return y
-
-  def _decode_position(self, length):
-    initialized = self.has_variable('cache', 'position')
-    position = self.variable('cache', 'position',
-                             lambda: jnp.array(0, jnp.int32))
-    current = position.value
-    if initialized:
-      position.value = current + length
-    return current
 
 
 class EncoderDecoder(nn.Module):
