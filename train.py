@@ -188,11 +188,6 @@ def evaluate_averaged(config, task, dp, state, checkpointer, eval_batches,
                       compiled):
   """Evaluates the mean parameters of the last N checkpoints ('averaged/')."""
   steps = sorted(checkpointer.all_steps())[-config.average_last_checkpoints:]
-  if len(steps) < config.average_last_checkpoints:
-    raise ValueError(
-        f'config.average_last_checkpoints={config.average_last_checkpoints} '
-        f'but only {len(steps)} checkpoints are kept (config.keep_checkpoints'
-        f'={config.keep_checkpoints})')
   host_state = dp.global_replicated(state)
   abstract = checkpointing.abstract_like(host_state, dp.replicated)
   params = checkpointer.average_params(steps, abstract)
@@ -201,6 +196,22 @@ def evaluate_averaged(config, task, dp, state, checkpointer, eval_batches,
   log(f'eval of the mean of checkpoints {steps}: ' + ', '.join(
       f'{k[5:]} {v:.4f}' for k, v in sorted(metrics.items())))
   return {k.replace('eval/', 'averaged/'): v for k, v in metrics.items()}
+
+
+def check_averaging(config):
+  """Fails before training if the run cannot end with the N checkpoints
+  that config.average_last_checkpoints asks to average."""
+  wanted = config.average_last_checkpoints
+  if wanted <= 1:
+    return
+  total, every = config.num_train_steps, config.checkpoint_every
+  saved = total // every + (1 if total % every else 0)
+  if wanted > min(saved, config.keep_checkpoints):
+    raise ValueError(
+        f'config.average_last_checkpoints={wanted} but the run keeps '
+        f'{min(saved, config.keep_checkpoints)} checkpoints '
+        f'(config.keep_checkpoints={config.keep_checkpoints}, one every '
+        f'config.checkpoint_every={every} of {total} steps)')
 
 
 # ------------------------------------------------------------ main loop --
@@ -212,6 +223,7 @@ def train_and_evaluate(config, workdir: str,
   time-limited job would; running again continues to num_train_steps.
   """
   check_workdir(workdir)
+  check_averaging(config)
   task = get_task(config)
   dp = parallel.DataParallel(config.parallelism, config.num_devices)
   host_batch = dp.host_batch_size(config.batch_size)

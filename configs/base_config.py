@@ -45,6 +45,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_train_steps = 1000
   config.grad_accum_steps = 1      # microbatches per step (same update)
   config.label_smoothing = 0.1     # epsilon_ls of the paper
+  # 0: materialise the [b, t, vocab] logits; n: fuse the output layer with
+  # the loss over chunks of n positions (never holds the logits; faster on
+  # CPU where memory-bound; seq2seq and causal_lm; infra/losses.py).
+  config.loss_chunk_length = 0
   config.parallelism = 'pmap'      # 'pmap' or 'mesh' (jit over a Mesh)
   config.num_devices = 0           # 0: all devices; n: the first n (1 host)
 

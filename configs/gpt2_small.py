@@ -36,6 +36,7 @@ def gpt2_model(num_layers: int, d_model: int) -> dict:
       tie_output_embedding=True,
       scale_embedding=False,
       init_std=0.02,
+      scale_residual_init=True,       # c_proj: 0.02 / sqrt(2 * n_layer)
   )
 
 

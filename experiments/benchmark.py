@@ -72,8 +72,9 @@ _TORCH = flags.DEFINE_bool('compare_torch', False,
 _SWEEP = flags.DEFINE_enum('sweep', None, ['knobs', 'causes',
                                             'scan_compile'],
                            'knobs: dtype/attention/remat/scan/accumulation/'
-                           'donation/host-sync rows; causes: dropout, PRNG, '
-                           'fused attention, bf16; scan_compile: compile '
+                           'donation/host-sync/dropout bits/fused loss rows; '
+                           'causes: dropout, fused loss, PRNG, bf16; '
+                           'scan_compile: compile '
                            'time of a 24-layer model with/without scan.')
 _PEAK_SIZE = flags.DEFINE_integer('peak_size', 2048, 'CPU peak: the side of '
                                   'the timed float32 matmul.')
@@ -352,17 +353,22 @@ KNOBS = (  # (label, config overrides, time_training kwargs)
     ('grad_accum_steps=4', {'grad_accum_steps': 4}, {}),
     ('no buffer donation', {}, {'donate': False}),
     ('host fetch every step (log_every=1)', {}, {'sync_every_step': True}),
+    ('model.dropout_bits=32', {'model.dropout_bits': 32}, {}),
+    ('model.dropout_bits=8', {'model.dropout_bits': 8}, {}),
+    ('loss_chunk_length=0', {'loss_chunk_length': 0}, {}),
+    ('loss_chunk_length=16', {'loss_chunk_length': 16}, {}),
 )
 NO_DROPOUT = {'model.dropout_rate': 0.0, 'model.attention_dropout_rate': 0.0,
               'model.activation_dropout_rate': 0.0}
 CAUSES = (  # where the time goes that is not matmul FLOPs
     ('as configured', {}, {}),
+    ('32-bit dropout draws, materialised logits (flax/optax defaults)',
+     {'model.dropout_bits': 32, 'loss_chunk_length': 0}, {}),
+    ('model.dropout_bits=32 only', {'model.dropout_bits': 32}, {}),
+    ('loss_chunk_length=0 only', {'loss_chunk_length': 0}, {}),
     ('no dropout', NO_DROPOUT, {}),
     ('JAX_DEFAULT_PRNG_IMPL=unsafe_rbg', {}, {'prng_impl': 'unsafe_rbg'}),
-    ('unsafe_rbg + fused attention', {'model.attention_impl': 'fused'},
-     {'prng_impl': 'unsafe_rbg'}),
-    ('model.dtype=bfloat16 + unsafe_rbg', {'model.dtype': 'bfloat16'},
-     {'prng_impl': 'unsafe_rbg'}),
+    ('model.dtype=bfloat16', {'model.dtype': 'bfloat16'}, {}),
 )
 
 

@@ -11,6 +11,7 @@ import flax.linen as nn
 
 from models import initializers
 from models.config import ModelConfig
+from models.dropout import apply_dropout
 
 
 def padding_mask(query_tokens, key_tokens, pad_id: int = 0):
@@ -63,7 +64,7 @@ def rotary_embedding(x, positions, base: float):
 
 def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
                           dropout_rng, deterministic: bool, impl: str,
-                          dtype):
+                          dtype, dropout_bits: int = 32):
   """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,h,d]."""
   if impl == 'fused':
     # cuDNN flash attention on GPU where shapes allow, XLA elsewhere.
@@ -76,8 +77,7 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   weights = jax.nn.softmax(logits, axis=-1)
   if not deterministic and dropout_rate > 0:
-    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
-    weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+    weights = apply_dropout(weights, dropout_rng, dropout_rate, dropout_bits)
   return jnp.einsum('bhqk,bkhd->bqhd', weights.astype(dtype), value)
 
 
@@ -107,7 +107,7 @@ class MultiHeadAttention(nn.Module):
     dense = lambda name, features, axis=-1: nn.DenseGeneral(
         features, axis=axis, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
         param_dtype=cfg.params_dtype, name=name,
-        kernel_init=initializers.kernel(cfg))
+        kernel_init=initializers.kernel(cfg, residual_output=name == 'out'))
     heads = (cfg.num_heads, cfg.head_dim)
     query = dense('query', heads)(inputs_q)
     key = dense('key', heads)(inputs_kv)
@@ -126,7 +126,8 @@ class MultiHeadAttention(nn.Module):
     out = dot_product_attention(
         query, key, value, mask, dropout_rate=cfg.attention_dropout_rate,
         dropout_rng=dropout_rng, deterministic=self.deterministic,
-        impl=cfg.attention_impl, dtype=cfg.compute_dtype)
+        impl=cfg.attention_impl, dtype=cfg.compute_dtype,
+        dropout_bits=cfg.dropout_bits)
     return dense('out', cfg.d_model, axis=(-2, -1))(out)
 
   def _update_cache(self, key, value, mask):

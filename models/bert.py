@@ -19,6 +19,7 @@ import flax.linen as nn
 from models import attention as attn
 from models import initializers
 from models.config import ModelConfig
+from models.dropout import Dropout
 from models.embeddings import InputEmbedding, TokenEmbedding
 from models.feed_forward import ACTIVATIONS
 from models.normalization import layer_norm
@@ -141,7 +142,8 @@ class BertForSequenceClassification(nn.Module):
     cfg = self.config
     pooled = Bert(cfg, self.deterministic, name='bert')(
         input_ids, token_type_ids, attention_mask)['pooled']
-    pooled = nn.Dropout(cfg.dropout_rate)(pooled, self.deterministic)
+    pooled = Dropout(cfg.dropout_rate, cfg.dropout_bits)(pooled,
+                                                     self.deterministic)
     return _dense(cfg, cfg.num_labels, 'classifier')(pooled).astype(
         jnp.float32)
 
@@ -156,7 +158,8 @@ class BertForTokenClassification(nn.Module):
     cfg = self.config
     hidden = Bert(cfg, self.deterministic, add_pooler=False, name='bert')(
         input_ids, token_type_ids, attention_mask)['hidden']
-    hidden = nn.Dropout(cfg.dropout_rate)(hidden, self.deterministic)
+    hidden = Dropout(cfg.dropout_rate, cfg.dropout_bits)(hidden,
+                                                     self.deterministic)
     return _dense(cfg, cfg.num_labels, 'classifier')(hidden).astype(
         jnp.float32)
 

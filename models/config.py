@@ -31,6 +31,8 @@ class ModelConfig:
   dropout_rate: float = 0.1        # residual and embedding dropout (P_drop)
   attention_dropout_rate: float = 0.0  # on attention probabilities
   activation_dropout_rate: float = 0.0  # inside the feed-forward block
+  dropout_bits: int = 32           # random bits per dropout decision (8/16:
+                                   # cheaper, rate rounded; models/dropout.py)
   activation: str = 'relu'
   norm_position: str = 'post'      # 'post' as in the paper, 'pre' (GPT-2)
   final_layer_norm: bool = False   # LayerNorm after the last layer (pre-LN)
@@ -46,6 +48,8 @@ class ModelConfig:
   scale_embedding: bool = True     # embeddings * sqrt(d_model), as the paper
   use_bias: bool = True
   init_std: float = 0.0            # 0: Xavier-uniform kernels; >0: N(0, std)
+  scale_residual_init: bool = False  # GPT-2: residual-branch output kernels
+                                     # at variance / (2 * layers)
   dtype: str = 'float32'           # compute dtype (activations, matmuls)
   param_dtype: str = 'float32'     # storage dtype of parameters
   attention_impl: str = 'einsum'   # 'fused': jax.nn.dot_product_attention
@@ -75,6 +79,16 @@ class ModelConfig:
       if not 0.0 <= getattr(self, name) < 1.0:
         raise ValueError(f'model.{name} must be in [0, 1), got '
                          f'{getattr(self, name)}')
+    if self.dropout_bits not in (8, 16, 32):
+      raise ValueError(f'model.dropout_bits={self.dropout_bits} is not one of '
+                       '8, 16, 32')
+    for name in ('dropout_rate', 'attention_dropout_rate',
+                 'activation_dropout_rate'):
+      rate = getattr(self, name)
+      if rate > 0 and round(rate * 2 ** self.dropout_bits) == 0:
+        raise ValueError(f'model.{name}={rate} rounds to 0 with '
+                         f'model.dropout_bits={self.dropout_bits}; use more '
+                         'bits or rate 0')
     if self.attention_impl == 'fused' and self.attention_dropout_rate > 0:
       raise ValueError('model.attention_impl="fused" (jax.nn.dot_product_'
                        'attention) has no attention dropout; set '

@@ -67,6 +67,14 @@ class DecoderLM(nn.Module):
     return logits.astype(jnp.float32)
 
 
+def output_table(params, config: ModelConfig):
+  """The output layer of DecoderLM `params` as [vocab, d_model]:
+  logits = hidden @ table.T (infra.losses.fused_output_cross_entropy_sums)."""
+  if config.tie_output_embedding:
+    return params['token_embedding']['embedding']
+  return params['output_projection']['kernel'].T
+
+
 def init_cache(model_cfg: ModelConfig, batch_size: int, max_decode_len: int):
   """An empty decoding cache for `batch_size` rows of up to `max_decode_len`
   tokens, shaped by `jax.eval_shape` (no parameters are initialised)."""

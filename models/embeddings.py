@@ -5,6 +5,7 @@ import flax.linen as nn
 
 from models import initializers
 from models.config import ModelConfig
+from models.dropout import Dropout
 from models.normalization import layer_norm
 
 
@@ -84,7 +85,7 @@ class InputEmbedding(nn.Module):
                        name='token_types')(token_types)
     if cfg.embedding_layer_norm:
       x = layer_norm(cfg, 'norm')(x)
-    return nn.Dropout(cfg.dropout_rate)(x, self.deterministic)
+    return Dropout(cfg.dropout_rate, cfg.dropout_bits)(x, self.deterministic)
 
 
 def next_decode_position(module: nn.Module, length: int):

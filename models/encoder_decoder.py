@@ -124,10 +124,13 @@ class EncoderDecoder(nn.Module):
 
   def decode_logits(self, encoded, inputs, decoder_inputs,
                     targets_positions=None, targets_segmentation=None,
-                    inputs_segmentation=None):
-    """Encoder outputs and decoder input ids [b, t] -> logits [b, t, vocab]."""
+                    inputs_segmentation=None, return_hidden: bool = False):
+    """Encoder outputs and decoder input ids [b, t] -> logits [b, t, vocab]
+    (or, with return_hidden, the decoder's output [b, t, d_model])."""
     y = self.decoder(encoded, inputs, decoder_inputs, targets_positions,
                      targets_segmentation, inputs_segmentation)
+    if return_hidden:
+      return y
     if self.config.tie_output_embedding:
       logits = self.target_embedding.attend(y)
     else:
@@ -136,10 +139,20 @@ class EncoderDecoder(nn.Module):
 
   def __call__(self, inputs, targets, inputs_positions=None,
                targets_positions=None, inputs_segmentation=None,
-               targets_segmentation=None):
-    """Teacher forcing: logits [b, t, vocab] for predicting `targets`."""
+               targets_segmentation=None, return_hidden: bool = False):
+    """Teacher forcing: logits [b, t, vocab] for predicting `targets`
+    (return_hidden: the final hidden states [b, t, d_model] instead)."""
     encoded = self.encode(inputs, inputs_positions, inputs_segmentation)
     decoder_inputs = shift_right(targets, targets_segmentation)
     return self.decode_logits(encoded, inputs, decoder_inputs,
                               targets_positions, targets_segmentation,
-                              inputs_segmentation)
+                              inputs_segmentation, return_hidden)
+
+
+def output_table(params, config: ModelConfig):
+  """The output layer of EncoderDecoder `params` as [vocab, d_model]:
+  logits = hidden @ table.T (infra.losses.fused_output_cross_entropy_sums)."""
+  if not config.tie_output_embedding:
+    return params['output_projection']['kernel'].T
+  return params['token_embedding' if config.share_embeddings
+                else 'target_embedding']['embedding']

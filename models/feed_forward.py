@@ -4,6 +4,7 @@ import flax.linen as nn
 
 from models import initializers
 from models.config import ModelConfig
+from models.dropout import Dropout
 
 ACTIVATIONS = {
     'relu': jax.nn.relu,
@@ -23,8 +24,9 @@ class FeedForward(nn.Module):
     cfg = self.config
     dense = lambda name, features: nn.Dense(
         features, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-        param_dtype=cfg.params_dtype, kernel_init=initializers.kernel(cfg),
-        name=name)
+        param_dtype=cfg.params_dtype, name=name,
+        kernel_init=initializers.kernel(cfg, residual_output=name == 'wo'))
     h = ACTIVATIONS[cfg.activation](dense('wi', cfg.d_ff)(x))
-    h = nn.Dropout(cfg.activation_dropout_rate)(h, self.deterministic)
+    h = Dropout(cfg.activation_dropout_rate, cfg.dropout_bits)(
+        h, self.deterministic)
     return dense('wo', cfg.d_model)(h)

@@ -9,6 +9,7 @@ import flax.linen as nn
 
 from models.attention import MultiHeadAttention
 from models.config import ModelConfig
+from models.dropout import Dropout
 from models.feed_forward import FeedForward
 from models.normalization import layer_norm
 
@@ -24,9 +25,9 @@ class Residual(nn.Module):
     norm = layer_norm(cfg, 'norm')
     if cfg.norm_position == 'pre':
       y = sublayer(norm(x))
-      return x + nn.Dropout(cfg.dropout_rate)(y, self.deterministic)
+      return x + Dropout(cfg.dropout_rate, cfg.dropout_bits)(y, self.deterministic)
     y = sublayer(x)
-    return norm(x + nn.Dropout(cfg.dropout_rate)(y, self.deterministic))
+    return norm(x + Dropout(cfg.dropout_rate, cfg.dropout_bits)(y, self.deterministic))
 
 
 class EncoderLayer(nn.Module):

@@ -193,3 +193,28 @@ def test_generation_longer_than_learned_positions_fails_clearly():
   cfg = tiny_config()
   with pytest.raises(ValueError, match='max_len=24'):
     init_cache(cfg, 1, 30)
+
+
+def test_gpt2_initialisation_scales_residual_outputs_by_depth():
+  # GPT-2: N(0, 0.02) kernels, but each residual branch's last projection
+  # (attention 'out', feed-forward 'wo') at 0.02 / sqrt(2 * n_layer).
+  layers = 8
+  cfg = tiny_config(num_layers=layers, d_model=64, d_ff=256)
+  params = jax.jit(DecoderLM(cfg).init)(
+      jax.random.key(0), jnp.ones((1, 8), jnp.int32))['params']
+  stds = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    name = jax.tree_util.keystr(path)
+    if name.endswith("['kernel']"):
+      kind = ('residual' if "['out']" in name or "['wo']" in name
+              else 'other')
+      stds.setdefault(kind, []).append(np.asarray(leaf).ravel())
+  residual = np.concatenate(stds['residual']).std()
+  other = np.concatenate(stds['other']).std()
+  np.testing.assert_allclose(other, 0.02, rtol=0.05)
+  np.testing.assert_allclose(residual, 0.02 / np.sqrt(2 * layers), rtol=0.05)
+  unscaled = cfg.replace(scale_residual_init=False)
+  params = jax.jit(DecoderLM(unscaled).init)(
+      jax.random.key(0), jnp.ones((1, 8), jnp.int32))['params']
+  wo = params['stack']['layers_0']['ffn']['wo']['kernel']
+  np.testing.assert_allclose(np.asarray(wo).std(), 0.02, rtol=0.05)

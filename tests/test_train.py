@@ -141,6 +141,15 @@ def test_batch_not_divisible_by_devices_is_one_clear_error(tmp_path):
     run(tmp_path, 'w', batch_size=12)
 
 
+def test_averaging_more_checkpoints_than_kept_fails_before_training(
+    tmp_path):
+  # 6 steps, a checkpoint every 3: only 2 exist to average.
+  with pytest.raises(ValueError, match=r'config.average_last_checkpoints=3 '
+                     r'but the run keeps 2 checkpoints'):
+    run(tmp_path, 'avg', average_last_checkpoints=3)
+  assert not os.path.exists(tmp_path / 'avg' / 'metrics.jsonl')
+
+
 def test_unwritable_workdir_is_one_clear_error(tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('not a directory')

@@ -7,7 +7,7 @@ import numpy as np
 from infra import generation, input_pipeline, losses
 from infra.tasks import synthetic, text_data
 from models.config import model_config_from
-from models.decoder_lm import DecoderLM
+from models.decoder_lm import DecoderLM, output_table
 
 
 class CausalLMTask:
@@ -46,15 +46,21 @@ class CausalLMTask:
     if 'inputs_segmentation' in batch:
       extras = dict(inputs_segmentation=batch['inputs_segmentation'],
                     inputs_positions=batch['inputs_position'])
-    logits = self.build_model(train).apply(
+    chunk_length = self.config.get('loss_chunk_length', 0)
+    outputs = self.build_model(train).apply(
         {'params': params}, batch['inputs'], **extras,
+        return_hidden=bool(chunk_length),
         rngs={'dropout': rng} if train else {})
     weights = batch['weights']
     if 'example_weight' in batch:
       weights = weights * batch['example_weight'][:, None]
-    return losses.cross_entropy_sums(
-        logits, batch['targets'], weights,
-        self.config.label_smoothing if train else 0.0)
+    smoothing = self.config.label_smoothing if train else 0.0
+    if chunk_length:
+      return losses.fused_output_cross_entropy_sums(
+          outputs, output_table(params, self.model_config), batch['targets'],
+          weights, smoothing, chunk_length)
+    return losses.cross_entropy_sums(outputs, batch['targets'], weights,
+                                     smoothing)
 
   # Prediction --------------------------------------------------------------
   def predict(self, params, batch):

@@ -16,7 +16,7 @@ from infra import beam_search, input_pipeline, losses, metrics
 from infra import synthetic_data, tokenizers, text_sources
 from infra.eval_batching import fixed_size_batches
 from models.config import model_config_from
-from models.encoder_decoder import EncoderDecoder
+from models.encoder_decoder import EncoderDecoder, output_table
 
 # Packed batches (infra/packing.py) -> keyword arguments of EncoderDecoder.
 _PACKING_INPUTS = {'inputs_position': 'inputs_positions',
@@ -61,15 +61,21 @@ class Seq2SeqTask:
     model = self.build_model(train)
     extras = {arg: batch[key] for key, arg in _PACKING_INPUTS.items()
               if key in batch}
-    logits = model.apply({'params': params}, batch['inputs'],
-                         batch['targets'], **extras,
-                         rngs={'dropout': rng} if train else {})
+    chunk_length = self.config.get('loss_chunk_length', 0)
+    outputs = model.apply({'params': params}, batch['inputs'],
+                          batch['targets'], **extras,
+                          return_hidden=bool(chunk_length),
+                          rngs={'dropout': rng} if train else {})
     weights = (batch['targets'] > 0).astype(jnp.float32)
     if 'example_weight' in batch:
       weights = weights * batch['example_weight'][:, None]
-    return losses.cross_entropy_sums(
-        logits, batch['targets'], weights,
-        self.config.label_smoothing if train else 0.0)
+    smoothing = self.config.label_smoothing if train else 0.0
+    if chunk_length:
+      return losses.fused_output_cross_entropy_sums(
+          outputs, output_table(params, self.model_config), batch['targets'],
+          weights, smoothing, chunk_length)
+    return losses.cross_entropy_sums(outputs, batch['targets'], weights,
+                                     smoothing)
 
   # Prediction --------------------------------------------------------------
   def predict(self, params, batch):

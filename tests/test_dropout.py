@@ -1,0 +1,71 @@
+"""Dropout at 8, 16 and 32 random bits per decision (models/dropout.py)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models import dropout
+from models.config import ModelConfig
+from models.encoder_decoder import EncoderDecoder
+
+
+@pytest.mark.parametrize('bits', [8, 16, 32])
+@pytest.mark.parametrize('shape', [(64, 128, 32), (1001, 999)])  # 2nd: ragged
+def test_drop_fraction_and_mean_match_the_rate(bits, shape):
+  rate = 0.3
+  x = jnp.ones(shape)
+  y = jax.jit(lambda k: dropout.apply_dropout(x, k, rate, bits))(
+      jax.random.key(0))
+  n = x.size
+  dropped = float((y == 0).mean())
+  expected = dropout.quantized_rate(rate, bits)
+  sigma = np.sqrt(expected * (1 - expected) / n)
+  assert abs(dropped - expected) < 5 * sigma
+  # Inverted dropout keeps the mean (the scale uses the realised rate).
+  assert abs(float(y.mean()) - 1.0) < 5 * sigma / (1 - expected)
+  np.testing.assert_allclose(np.unique(np.asarray(y)),
+                             [0.0, 1 / (1 - expected)], rtol=1e-6)
+
+
+def test_quantized_rates():
+  assert dropout.quantized_rate(0.3, 8) == 77 / 256
+  assert dropout.quantized_rate(0.1, 16) == 6554 / 65536
+  assert dropout.quantized_rate(0.3, 32) == 0.3
+
+
+def test_eight_bit_masks_are_independent_across_positions():
+  # Four decisions share one 32-bit word: neighbours must not be correlated.
+  keep, _ = dropout.keep_mask(jax.random.key(1), 0.5, (200_000,), 8)
+  keep = np.asarray(keep, np.float32)
+  corr = np.corrcoef(keep[:-1], keep[1:])[0, 1]
+  assert abs(corr) < 0.02
+  other, _ = dropout.keep_mask(jax.random.key(2), 0.5, (200_000,), 8)
+  assert 0.45 < float((np.asarray(other) == keep).mean()) < 0.55
+
+
+def test_model_trains_with_eight_bit_dropout_and_is_exact_in_eval():
+  cfg = ModelConfig(vocab_size=20, d_model=32, num_heads=4, d_ff=64,
+                    num_layers=2, max_len=16, dropout_rate=0.3,
+                    attention_dropout_rate=0.1, activation_dropout_rate=0.1,
+                    dropout_bits=8)
+  inputs, targets = jnp.array([[3, 4, 5, 6]]), jnp.array([[7, 8, 9, 1]])
+  params = EncoderDecoder(cfg).init(jax.random.key(0), inputs,
+                                    targets)['params']
+  run = lambda c, train, seed: EncoderDecoder(c, deterministic=not train).apply(
+      {'params': params}, inputs, targets,
+      rngs={'dropout': jax.random.key(seed)})
+  exact = cfg.replace(dropout_bits=32)
+  np.testing.assert_array_equal(run(cfg, False, 0), run(exact, False, 0))
+  a, b = run(cfg, True, 0), run(cfg, True, 1)
+  assert np.abs(a - b).max() > 1e-3  # dropout is on and follows the rng
+  np.testing.assert_array_equal(a, run(cfg, True, 0))
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(dropout_bits=12), 'model.dropout_bits=12 is not one of 8, 16, 32'),
+    (dict(dropout_bits=8, attention_dropout_rate=0.001),
+     'model.attention_dropout_rate=0.001 rounds to 0'),
+])
+def test_bad_dropout_bits_are_one_clear_error(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    ModelConfig(**overrides)
