@@ -13,8 +13,9 @@ checkpoints averaged). Evaluation decodes test_2016_flickr with beam 5 and
 reports cased detokenized sacreBLEU ('bleu') and lowercased 13a-tokenized
 BLEU ('bleu_lowercase_tokenized'); the last `average_last_checkpoints`
 checkpoints are averaged at the end ('averaged/' metrics). No checkpoint is
-chosen by its test score. Measured figures: experiments/multi30k.md.
-Variants: get_config('steps=N') shortens the run (CPU budgets).
+chosen by its test score. Variants: get_config('steps=N') shortens the run
+(CPU budgets). Measured (experiments/multi30k.md): `:steps=5500` on 2 CPU
+cores, 51 minutes, 38.56 cased sacreBLEU / 38.96 lowercased tokenized BLEU.
 """
 import os
 
