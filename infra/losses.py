@@ -170,3 +170,15 @@ def fused_output_cross_entropy_sums(hidden, table, targets, weights,
                             weights.astype(jnp.float32),
                             float(label_smoothing), int(chunk_length))
   return dict(loss=sums[0], weight=sums[1], correct=sums[2])
+
+
+def next_token_sums(outputs, table, targets, weights, label_smoothing: float,
+                    chunk_length: int):
+  """The token loss of a model called with return_hidden=bool(chunk_length):
+  `outputs` are logits (chunk_length 0) or final hidden states, which
+  fused_output_cross_entropy_sums turns into the loss with the [vocab, d]
+  output `table` (only read when fused)."""
+  if chunk_length:
+    return fused_output_cross_entropy_sums(outputs, table, targets, weights,
+                                           label_smoothing, chunk_length)
+  return cross_entropy_sums(outputs, targets, weights, label_smoothing)

@@ -69,13 +69,9 @@ class Seq2SeqTask:
     weights = (batch['targets'] > 0).astype(jnp.float32)
     if 'example_weight' in batch:
       weights = weights * batch['example_weight'][:, None]
-    smoothing = self.config.label_smoothing if train else 0.0
-    if chunk_length:
-      return losses.fused_output_cross_entropy_sums(
-          outputs, output_table(params, self.model_config), batch['targets'],
-          weights, smoothing, chunk_length)
-    return losses.cross_entropy_sums(outputs, batch['targets'], weights,
-                                     smoothing)
+    return losses.next_token_sums(
+        outputs, output_table(params, self.model_config), batch['targets'],
+        weights, self.config.label_smoothing if train else 0.0, chunk_length)
 
   # Prediction --------------------------------------------------------------
   def predict(self, params, batch):
