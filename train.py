@@ -24,9 +24,10 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 
-from infra import checkpointing, optimizers, parallel, pretrained
-from infra.metrics_writer import MetricsWriter
-from infra.tasks import get_task
+from input_data import pipelines
+from tasks import get_task
+from training import checkpointing, metrics, optimizers, parallel, pretrained
+from training.metrics_writer import MetricsWriter
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config.',
                                           lock_config=True)
@@ -169,19 +170,16 @@ def evaluate(config, task, dp, state, eval_batches, compiled):
   for batch in eval_batches:
     sums = dp.reduced(compiled['eval'](state, dp.shard(batch)))
     totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-  metrics = mean_metrics(totals, 'eval')
-  metrics['eval/perplexity'] = float(np.exp(min(metrics['eval/loss'], 50.0)))
+  results = mean_metrics(totals, 'eval')
+  results['eval/perplexity'] = metrics.perplexity(totals['loss'],
+                                                  totals['weight'])
   if config.decode.beam_size > 0:
     outputs = [dp.to_host(compiled['predict'](state, dp.shard(b)))
                for b in eval_batches]
     sums = parallel.sum_over_hosts(task.score(outputs, eval_batches))
-    if hasattr(task, 'metrics_from_sums'):
-      scored = task.metrics_from_sums(sums)
-    else:  # (total, count) pairs
-      scored = {name: float(total) / max(float(count), 1.0)
-                for name, (total, count) in sums.items()}
-    metrics.update({f'eval/{name}': value for name, value in scored.items()})
-  return metrics
+    results.update({f'eval/{name}': value for name, value in
+                    task.metrics_from_sums(sums).items()})
+  return results
 
 
 def evaluate_averaged(config, task, dp, state, checkpointer, eval_batches,
@@ -225,20 +223,18 @@ def train_and_evaluate(config, workdir: str,
   check_workdir(workdir)
   check_averaging(config)
   task = get_task(config)
-  dp = parallel.DataParallel(config.parallelism, config.num_devices)
-  host_batch = dp.host_batch_size(config.batch_size)
-  dp.host_batch_size(config.eval_batch_size)
-  if host_batch % config.grad_accum_steps:
+  dp = parallel.make_parallel(config.parallelism, config.num_devices)
+  dp.check_batch_size(config.batch_size, 'batch_size')
+  dp.check_batch_size(config.eval_batch_size, 'eval_batch_size')
+  if pipelines.host_batch_size(config.batch_size) % config.grad_accum_steps:
     raise ValueError(f'config.batch_size={config.batch_size} does not split '
                      f'into config.grad_accum_steps={config.grad_accum_steps}'
                      ' microbatches on every device')
   optimizer, schedule = optimizers.make_optimizer(config.optimizer,
                                                   config.num_train_steps)
   state = initial_state(task, optimizer, config)
-  train_iter = task.train_batches(workdir, config.batch_size,
-                                  dp.host_slice(config.batch_size))
-  eval_batches = task.eval_batches(config.eval_batch_size,
-                                   dp.host_slice(config.eval_batch_size))
+  train_iter = task.train_batches(workdir, config.batch_size)
+  eval_batches = task.eval_batches(config.eval_batch_size)
 
   checkpointer = checkpointing.Checkpointer(
       workdir, config.keep_checkpoints)

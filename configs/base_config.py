@@ -34,11 +34,14 @@ def parse_options(arg: str | None, **defaults) -> dict:
 
 
 def base_config() -> ml_collections.ConfigDict:
+  """Every field any experiment or module reads, locked: an experiment may
+  change values but not add fields, so a typo fails where it is made."""
   config = ml_collections.ConfigDict()
-  config.task = 'seq2seq'          # infra/tasks registry name
+  config.task = 'seq2seq'          # tasks/ registry name
   config.seed = 0                  # parameters, dropout and data order
   config.model = model_config()
-  config.data = ml_collections.ConfigDict()
+  config.data = data_config()
+  config.tokenizer = tokenizer_config()
 
   config.batch_size = 64           # global batch (examples), all devices
   config.eval_batch_size = 64      # global batch for evaluation/decoding
@@ -47,7 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.label_smoothing = 0.1     # epsilon_ls of the paper
   # 0: materialise the [b, t, vocab] logits; n: fuse the output layer with
   # the loss over chunks of n positions (never holds the logits; faster on
-  # CPU where memory-bound; seq2seq and causal_lm; infra/losses.py).
+  # CPU where memory-bound; seq2seq and causal_lm; training/losses.py).
   config.loss_chunk_length = 0
   config.parallelism = 'pmap'      # 'pmap' or 'mesh' (jit over a Mesh)
   config.num_devices = 0           # 0: all devices; n: the first n (1 host)
@@ -65,7 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.grad_clip_norm = 0.0  # 0: no clipping
 
   config.decode = ml_collections.ConfigDict()
-  config.decode.beam_size = 4      # 1: greedy
+  config.decode.beam_size = 4      # 1: greedy; 0: no decoding at eval
   config.decode.alpha = 0.6        # length penalty ((5+len)/6)^alpha
   config.decode.max_decode_len = 0  # 0: the task's target length
 
@@ -75,4 +78,82 @@ def base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3      # newest checkpoints kept
   config.average_last_checkpoints = 0  # >1: also evaluate their mean at the end
   config.init_from = ''            # pre-trained checkpoint to start from
+  config.lock()
   return config
+
+
+def data_config(**overrides) -> ml_collections.ConfigDict:
+  """`config.data`: where examples come from and how they become batches.
+
+  Read by input_data/ (text_sources, pipelines, synthetic, task_data) and
+  the tasks; each field is used only by the sources/families named.
+  """
+  data = ml_collections.ConfigDict()
+  data.source = 'synthetic'        # 'synthetic' (from the seed) or 'files'
+  data.num_eval_examples = 1000    # synthetic: held-out examples
+  # Synthetic seq2seq (input_data/synthetic.py): 'reverse', 'sort', 'copy'
+  # of min_len..max_len tokens.
+  data.task = 'reverse'
+  data.min_len = 4
+  data.max_len = 12
+  # Files (input_data/text_sources.load_split).
+  data.data_dir = ''               # never hard-coded: configs use $DATA_DIR
+  data.format = 'lines'            # lines|text|parallel|tsv|csv|jsonl|squad|hf
+  data.file_pattern = ''           # '{split}' is replaced by the split name
+  data.inputs_pattern = ''         # 'parallel': source-side file
+  data.targets_pattern = ''        # 'parallel': target-side file
+  data.split_fractions = None      # 'text': {split: (begin, end)} of the file
+  data.skip_empty_lines = True     # 'lines': drop blank lines
+  data.max_examples = 0            # 0: all; n: the first n (smoke tests)
+  data.hf_name = ''                # 'hf': a datasets name (needs network)
+  data.hf_config = ''              # 'hf': its configuration name
+  data.train_split = 'train'
+  data.eval_split = 'validation'
+  # Example fields.
+  data.inputs_key = 'inputs'       # seq2seq source text
+  data.targets_key = 'targets'     # seq2seq target text
+  data.text_key = 'text'           # LM / BERT / classification text
+  data.text_pair_key = ''          # classification: second sentence, if any
+  data.label_key = 'label'         # classification label
+  data.label_type = 'int'          # 'int' classes or 'float' (regression)
+  # Lengths (tokens).
+  data.max_length = 128            # LM / BERT rows
+  data.max_input_length = 64       # seq2seq source
+  data.max_target_length = 64      # seq2seq target
+  # Pipeline (input_data/pipelines.py).
+  data.overlong = 'truncate'       # training rows too long: truncate|drop
+  data.packing = False             # several examples per row (seq2seq, LM)
+  data.num_epochs = None           # None: repeat forever
+  data.eval_length_buckets = None  # e.g. [16, 32, 64]: pad eval per bucket
+  data.read_threads = 2            # tokenizing threads
+  # BERT pre-training (input_data/mlm_masking.py).
+  data.document_boundary = 'blank_line'  # or 'wikitext_heading'
+  data.mask_rate = 0.15
+  data.max_predictions = 0         # 0: no cap on masked positions per row
+  data.whole_word_masking = False
+  data.next_sentence_prob = 0.5
+  # Extractive QA (input_data/squad_features.py).
+  data.doc_stride = 128
+  data.max_query_length = 64
+  data.max_answer_length = 30
+  # Seq2seq scoring.
+  data.rouge = False               # also ROUGE-1/2/L (summarization)
+  data.update(overrides)
+  data.lock()
+  return data
+
+
+def tokenizer_config(**overrides) -> ml_collections.ConfigDict:
+  """`config.tokenizer` (input_data/tokenizers.build_tokenizer)."""
+  tok = ml_collections.ConfigDict()
+  tok.kind = 'sentencepiece'       # sentencepiece|hf_json|wordpiece|char
+  tok.path = ''                    # file to load; '' trains into the workdir
+  tok.vocab_size = 8000            # SentencePiece: pieces to train
+  tok.model_type = 'unigram'       # SentencePiece: 'unigram' or 'bpe'
+  tok.character_coverage = 1.0     # SentencePiece (0.9995 for big alphabets)
+  tok.max_training_sentences = 1_000_000  # SentencePiece training sample
+  tok.byte_fallback = False        # SentencePiece: unseen chars as bytes
+  tok.lowercase = True             # wordpiece: uncased BERT
+  tok.update(overrides)
+  tok.lock()
+  return tok

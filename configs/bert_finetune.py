@@ -9,7 +9,7 @@ r"""Fine-tuning BERT for classification or extractive QA from a checkpoint.
 `config.init_from` is a pre-training workdir (its newest checkpoint) or a
 Hugging Face BERT directory (config.json + weights); the encoder (params
 under 'bert') is restored, the new head keeps its fresh initialisation
-(infra/pretrained.py, infra/hf_import.restore_pretrained). The model fields
+(training/pretrained.py, models/hf_import.restore_hf_checkpoint). The model fields
 must match the checkpoint's (same size option).
 
 Options: task=classification|qa, size=tiny|mini|...|large,
@@ -24,8 +24,7 @@ from configs import bert_sizes
 from configs.base_config import base_config, model_config, parse_options
 from configs.bert_pretraining import minilm_vocab
 
-_TASKS = {'classification': ('classification', 'bert_classifier'),
-          'qa': ('extractive_qa', 'bert_qa')}
+_TASKS = {'classification': 'classification', 'qa': 'extractive_qa'}
 
 
 def get_config(arg: str | None = None):
@@ -34,7 +33,7 @@ def get_config(arg: str | None = None):
     raise ValueError(f"task={options['task']!r} is not one of "
                      f'{", ".join(_TASKS)}')
   config = base_config()
-  config.task, config.model_name = _TASKS[options['task']]
+  config.task = _TASKS[options['task']]
   model = bert_sizes.bert_model(options['size'])
   if options['data'] == 'synthetic':
     # The same vocabulary and length as configs/bert_pretraining.py.
@@ -53,7 +52,7 @@ def get_config(arg: str | None = None):
     config.data.text_key = 'sentence'
     config.data.label_key = 'label'
     config.data.max_length = 66
-    config.tokenizer = dict(kind='wordpiece', path=minilm_vocab(),
+    config.tokenizer.update(kind='wordpiece', path=minilm_vocab(),
                             lowercase=True)
   else:
     raise ValueError(f"data={options['data']!r} with task="

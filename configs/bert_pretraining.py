@@ -5,7 +5,7 @@ r"""BERT pre-training (masked LM + next-sentence prediction).
       --workdir=/tmp/bert_pt_wikitext
 
 Default ('size=tiny,data=synthetic'): a 2-layer, d_model 128 BERT on the
-built-in progression data (infra/tasks/synthetic.py), 1,000 steps; meant to
+built-in progression data (input_data/synthetic.py), 1,000 steps; meant to
 run on 2 CPU cores in minutes and to be fine-tuned with
 configs/bert_finetune.py (--config.init_from=/tmp/bert_pt). No measured
 result is recorded yet. 'data=wikitext2' reads WikiText-2 from
@@ -30,8 +30,7 @@ def minilm_vocab() -> str:
 def get_config(arg: str | None = None):
   options = parse_options(arg, size='tiny', data='synthetic')
   config = base_config()
-  config.task = 'bert_pretraining'      # infra/tasks registry name
-  config.model_name = 'bert_pretraining'  # models/registry.py name
+  config.task = 'bert_pretraining'      # tasks/ registry name
   model = bert_sizes.bert_model(options['size'])
   config.data.max_length = 128          # [CLS] A [SEP] B [SEP], padded
   config.data.max_predictions = 20      # MLM head only at masked positions
@@ -52,7 +51,7 @@ def get_config(arg: str | None = None):
     config.data.eval_split = 'valid'
     config.data.mask_rate = 0.15
     config.data.next_sentence_prob = 0.5
-    config.tokenizer = dict(kind='wordpiece', path=minilm_vocab(),
+    config.tokenizer.update(kind='wordpiece', path=minilm_vocab(),
                             lowercase=True)
   else:
     raise ValueError(f"data={options['data']!r} is not synthetic or "

@@ -1,18 +1,14 @@
 """BERT models of Google's released sizes (Devlin et al. 2018; Turc et al. 2019).
 
-    get_config('size=base')              # BERT-base, pre-training heads
-    get_config('size=tiny,model_name=bert_classifier')
+    model_config(**bert_model('base'))   # BERT-base's ModelConfig fields
 
 Sizes: tiny L2/H128, mini L4/H256, small L4/H512, medium L8/H512,
 base L12/H768, large L24/H1024; heads H/64, feed-forward 4H, WordPiece vocab
 30522, 512 positions, 2 token types. BERT-base has 109,482,240 parameters and
 BERT-large 335,141,888 (encoder + pooler, as HF BertModel counts them).
-This file only describes the network; a training config adds the task,
-data and optimizer on top of `get_config()`.
+This module only describes networks (it has no get_config): the training
+configs bert_pretraining.py and bert_finetune.py choose a size by name.
 """
-import ml_collections
-
-from configs.base_config import parse_options
 
 # name: (num_layers, d_model)
 SIZES = {
@@ -51,12 +47,3 @@ def bert_model(size: str) -> dict:
       scale_embedding=False,
       init_std=0.02,                  # N(0, 0.02) kernels and embeddings
   )
-
-
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """arg: 'size=base' (default) and optionally ',model_name=bert_qa' etc."""
-  options = parse_options(arg, size='base', model_name='bert_pretraining')
-  config = ml_collections.ConfigDict()
-  config.model_name = options['model_name']  # a name in models/registry.py
-  config.model = bert_model(options['size'])  # ModelConfig fields
-  return config

@@ -7,7 +7,7 @@ r"""Decoder-only language model (GPT-2 style) training.
       --workdir=/tmp/gpt2          # 124M parameters: an accelerator
 
 Default ('size=tiny,data=synthetic'): a 2-layer, d_model 64 LM on the
-built-in progression rows (infra/tasks/synthetic.py), on 2 CPU cores in
+built-in progression rows (input_data/synthetic.py), on 2 CPU cores in
 minutes. 'data=shakespeare': character-level tiny Shakespeare from
 $DATA_DIR/tinyshakespeare (first 90% train, last 10% validation), 128
 characters a row, as nanoGPT's default. No measured result is recorded yet.
@@ -33,8 +33,7 @@ def get_config(arg: str | None = None):
     raise ValueError(f"size={options['size']!r} is not one of "
                      f'{", ".join(_SIZES)}')
   config = base_config()
-  config.task = 'causal_lm'             # infra/tasks registry name
-  config.model_name = 'decoder_lm'      # models/registry.py name
+  config.task = 'causal_lm'             # tasks/ registry name
   model = gpt2_model(*_SIZES[options['size']])
   if options['data'] == 'synthetic':
     model.update(vocab_size=64, max_len=32, dropout_rate=0.0,
@@ -55,7 +54,7 @@ def get_config(arg: str | None = None):
     config.data.packing = False
     config.data.train_split = 'train'
     config.data.eval_split = 'validation'
-    config.tokenizer = dict(kind='char')
+    config.tokenizer.update(kind='char')
   else:
     raise ValueError(f"data={options['data']!r} is not synthetic or "
                      'shakespeare')

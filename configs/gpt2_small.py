@@ -11,7 +11,7 @@ accelerator; too slow for 2 CPU cores). For text, set config.data as in
 configs/causal_lm.py with a GPT-2 tokenizer (config.tokenizer.kind='hf_json',
 path=.../tokenizer.json). No measured result is recorded yet. Pre-trained
 weights in the Hugging Face layout load with
-`infra.hf_import.load_hf_checkpoint` (or `config.init_from`).
+`models.hf_import.load_hf_checkpoint` (or `config.init_from`).
 """
 from configs.base_config import base_config, model_config
 
@@ -43,8 +43,7 @@ def gpt2_model(num_layers: int, d_model: int) -> dict:
 def lm_config(model: dict):
   """A causal-LM training config for a GPT-2 `model` on synthetic rows."""
   config = base_config()
-  config.task = 'causal_lm'         # infra/tasks registry name
-  config.model_name = 'decoder_lm'  # a name in models/registry.py
+  config.task = 'causal_lm'         # tasks/ registry name
   config.model = model_config(**model)
   config.data.source = 'synthetic'
   config.data.max_length = 1024

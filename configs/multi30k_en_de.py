@@ -49,7 +49,7 @@ def get_config(arg: str | None = None):
   config.data.packing = True       # ~4 captions per row: little padding
   config.data.overlong = 'truncate'
   config.data.eval_length_buckets = [16, 24, 32, 48, 64]
-  config.tokenizer = dict(kind='sentencepiece', vocab_size=8000,
+  config.tokenizer.update(kind='sentencepiece', vocab_size=8000,
                           model_type='unigram', character_coverage=1.0)
 
   # 64 packed rows of 64 tokens: ~3,900 target tokens a step, about the
@@ -59,7 +59,7 @@ def get_config(arg: str | None = None):
   config.num_train_steps = int(options['steps'])
   config.label_smoothing = 0.1
   # Output layer + loss fused over chunks of 16 positions: the [4096, 8000]
-  # logits are never stored (infra/losses.py); 1.3x faster on CPU.
+  # logits are never stored (training/losses.py); 1.3x faster on CPU.
   config.loss_chunk_length = 16
   config.optimizer.name = 'adam'
   config.optimizer.schedule = 'rsqrt'

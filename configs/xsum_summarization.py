@@ -35,7 +35,7 @@ def get_config():
   config.data.packing = False
   config.data.overlong = 'truncate'    # long articles keep their beginning
   config.data.rouge = True
-  config.tokenizer = dict(kind='sentencepiece', vocab_size=2000,
+  config.tokenizer.update(kind='sentencepiece', vocab_size=2000,
                           model_type='unigram', character_coverage=1.0)
   config.batch_size = 8
   config.eval_batch_size = 8

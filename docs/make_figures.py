@@ -6,7 +6,7 @@ r"""Makes every figure of docs/transformers.md.
 Figures:
   architecture.png         the encoder-decoder, drawn with matplotlib patches
   sinusoidal_positions.png PE(pos, i) of Vaswani et al. 2017, section 3.5
-  learning_rate.png        infra.optimizers.learning_rate_schedule, paper's
+  learning_rate.png        training.optimizers.learning_rate_schedule, paper's
                            settings (d_model 512, 4000 warmup steps)
   cross_attention.png      decoder-encoder attention of the default
                            experiment (configs/default.py, reversal),
@@ -38,11 +38,12 @@ import numpy as np
 
 import train
 from configs import default
-from infra import optimizers
-from infra import synthetic_data
+from configs.base_config import data_config
+from input_data import synthetic
+from models.config import model_config_from
 from models.embeddings import sinusoidal_positions
 from models.encoder_decoder import EncoderDecoder
-from models.config import model_config_from
+from training import optimizers
 
 
 # ----------------------------------------------------------- architecture --
@@ -214,10 +215,9 @@ def cross_attention(path, steps: int):
     config, result = train_reversal(steps, workdir)
   model_cfg = model_config_from(config.model)
   rng = np.random.default_rng(7)
-  data = ml_collections.ConfigDict(dict(task='reverse', min_len=10,
-                                        max_len=10))
-  inputs, targets = synthetic_data.make_examples(data, model_cfg.vocab_size,
-                                                 rng, 1)
+  data = data_config(task='reverse', min_len=10, max_len=10)
+  rows = synthetic.seq2seq_rows(rng, 1, data, model_cfg.vocab_size)
+  inputs, targets = rows['inputs'], rows['targets']
   weights = cross_attention_weights(model_cfg, result.state.params,
                                     jnp.asarray(inputs), jnp.asarray(targets))
   heads = model_cfg.num_heads

@@ -9,7 +9,7 @@ PyTorch baseline and knob sweep. Figures and commands: performance.md.
   python experiments/benchmark.py --config=configs/multi30k_en_de.py \
       --batch_size 64 --seq_len 32 --sweep=knobs
 
-The step is train.py's: `train.train_step` under `DataParallel.compile` with
+The step is train.py's: `train.train_step` under `MeshParallel.compile` with
 the state donated, from `train.initial_state`, on synthetic token batches
 of the configured shapes (no padding, so every position is a real token).
 The run uses mode 'mesh' (jit), which is the same program on one device and
@@ -23,7 +23,7 @@ lets the compile be timed alone. Printed per measurement, as markdown rows:
   memory     device peak_bytes_in_use if the backend reports it, else XLA's
              compiled footprint (arguments + outputs + temporaries - donated
              aliases); the process max RSS is printed once at the end
-  FLOPs      infra/flops.py model FLOPs per step, and XLA's cost analysis
+  FLOPs      training/flops.py model FLOPs per step, and XLA's cost analysis
              (which counts a while-loop body once: scan, accumulation)
   MFU        model FLOP/s / peak. On GPU the peak is the data-sheet dense
              bf16 peak (H100 SXM 989e12). On CPU it is measured in the
@@ -34,7 +34,7 @@ lets the compile be timed alone. Printed per measurement, as markdown rows:
              of those matmuls)
 Decoding (`--decode`): the encoder-decoder's task.predict with beam 1
 (greedy) and 4, with the KV cache; sampling from the decoder LM with
-infra/generation.py. Every row decodes `seq_len` tokens: EOS is disabled so
+decoding/generation.py. Every row decodes `seq_len` tokens: EOS is disabled so
 that random weights do not stop early. Tokens/s counts output tokens (one
 per row and step, not per beam).
 """
@@ -56,8 +56,9 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import train  # pylint: disable=g-import-not-at-top
-from infra import flops, generation, optimizers, parallel
-from infra.tasks import get_task
+from decoding import generation
+from tasks import get_task
+from training import flops, optimizers, parallel
 
 _CONFIG = train._CONFIG  # --config and --config.x=y, as train.py parses them
 _BATCH = flags.DEFINE_integer('batch_size', 0, '0: config.batch_size.')
@@ -195,7 +196,7 @@ def step_shape(config) -> flops.StepShape:
   length = data.max_length
   if config.task == 'bert_pretraining':
     return flops.StepShape(seq_len=length, mlm_positions=min(
-        data.get('max_predictions', 0) or length, length))
+        data.max_predictions or length, length))
   return flops.StepShape(seq_len=length)
 
 
@@ -253,7 +254,7 @@ def time_training(config, *, steps: int, warmup: int, peak: float,
   config = copy.deepcopy(config)
   config.parallelism = 'mesh'
   task = get_task(config)
-  dp = parallel.DataParallel(config.parallelism, config.num_devices)
+  dp = parallel.MeshParallel(config.num_devices)
   optimizer, _ = optimizers.make_optimizer(config.optimizer,
                                            config.num_train_steps)
   state = dp.replicate(train.initial_state(task, optimizer, config))

@@ -1,7 +1,7 @@
 """Throughput of the seq2seq input pipeline on Multi30k en-de.
 
 Trains a SentencePiece model (unigram, --vocab_size) on the training text
-into a temporary directory, builds `input_pipeline.seq2seq_batches` for the
+into a temporary directory, builds `pipelines.seq2seq_batches` for the
 train split, skips --warmup batches and times --num_batches more. Prints
 batches/s, real (non-PAD) tokens/s and padded tokens/s (inputs + targets),
 to compare with the training step's speed.
@@ -39,11 +39,11 @@ import sys
 import tempfile
 import time
 
-import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from infra import input_pipeline, text_sources, tokenizers  # pylint: disable=g-import-not-at-top
+from configs.base_config import data_config, tokenizer_config  # pylint: disable=g-import-not-at-top
+from input_data import pipelines, text_sources, tokenizers  # pylint: disable=g-import-not-at-top
 
 
 def main():
@@ -60,10 +60,10 @@ def main():
   parser.add_argument('--num_batches', type=int, default=300)
   args = parser.parse_args()
 
-  data = ml_collections.ConfigDict(dict(
+  data = data_config(**dict(
       data_dir=args.data_dir, format='parallel',
       inputs_pattern='multi30k/{split}.en.gz',
-      targets_pattern='multi30k/{split}.de.gz', max_examples=None,
+      targets_pattern='multi30k/{split}.de.gz', max_examples=0,
       max_input_length=args.max_length, max_target_length=args.max_length,
       overlong='truncate', packing=args.packing, num_epochs=None,
       read_threads=args.read_threads))
@@ -71,13 +71,13 @@ def main():
     t0 = time.perf_counter()
     train = text_sources.load_split(data, 'train')
     tok = tokenizers.build_tokenizer(
-        ml_collections.ConfigDict(dict(
+        tokenizer_config(**dict(
             kind='sentencepiece', vocab_size=args.vocab_size,
             model_type='unigram', character_coverage=1.0)),
         workdir, lambda: (t for e in train for t in (e['inputs'],
                                                      e['targets'])))
     print(f'SentencePiece training: {time.perf_counter() - t0:.1f} s')
-    it = iter(input_pipeline.seq2seq_batches(
+    it = iter(pipelines.seq2seq_batches(
         data, tok, args.global_batch, seed=0, split='train', training=True))
     for _ in range(args.warmup):
       next(it)
@@ -108,21 +108,20 @@ def time_iterator(it, warmup: int, count: int) -> float:
 
 
 def default_experiment(args):
-  """The default experiment's data (synthetic_data) against its own
+  """The default experiment's data (input_data/synthetic.py) against its own
   training step, both measured in this run on this machine."""
   import jax  # pylint: disable=g-import-not-at-top
   import train as train_lib  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  from infra import parallel  # pylint: disable=g-import-not-at-top
-  from infra.tasks import get_task  # pylint: disable=g-import-not-at-top
+  from training import parallel  # pylint: disable=g-import-not-at-top
+  from tasks import get_task  # pylint: disable=g-import-not-at-top
   import functools  # pylint: disable=g-import-not-at-top
-  from infra import optimizers  # pylint: disable=g-import-not-at-top
+  from training import optimizers  # pylint: disable=g-import-not-at-top
 
   config = default.get_config()
   task = get_task(config)
-  dp = parallel.DataParallel(config.parallelism)
-  data = task.train_batches(None, config.batch_size,
-                            dp.host_slice(config.batch_size))
+  dp = parallel.make_parallel(config.parallelism)
+  data = task.train_batches(None, config.batch_size)
   data_rate = time_iterator(data, args.warmup, args.num_batches)
   optimizer, _ = optimizers.make_optimizer(config.optimizer,
                                            config.num_train_steps)

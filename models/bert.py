@@ -3,8 +3,8 @@
 Built from the shared layers: `InputEmbedding` (tokens + learned positions +
 token types, then LayerNorm) and post-LN `EncoderLayer`s with GELU. Every task
 model keeps the encoder under the name 'bert', so a pre-trained encoder
-restores into any head (see `infra/hf_import.restore_pretrained`). The
-networks only make logits; losses live in `infra/tasks/`.
+restores into any head (see `models/hf_import.restore_hf_checkpoint`). The
+networks only make logits; losses live in `tasks/`.
 
 Inputs, as in Hugging Face transformers:
   input_ids:      int [b, l] WordPiece ids, [CLS] first.
@@ -132,6 +132,13 @@ class BertForMaskedLM(nn.Module):
     return MaskedLMHead(self.config, name='mlm_head')(hidden, bert.attend)
 
 
+def _classifier(cfg: ModelConfig, x, deterministic: bool):
+  """Dropout, then the 'classifier' layer to num_labels float32 logits (the
+  sentence and the token classifiers share it; call inside nn.compact)."""
+  x = Dropout(cfg.dropout_rate, cfg.dropout_bits)(x, deterministic)
+  return _dense(cfg, cfg.num_labels, 'classifier')(x).astype(jnp.float32)
+
+
 class BertForSequenceClassification(nn.Module):
   """Pooled [CLS] -> dropout -> [b, num_labels] (num_labels=1: regression)."""
   config: ModelConfig
@@ -142,10 +149,7 @@ class BertForSequenceClassification(nn.Module):
     cfg = self.config
     pooled = Bert(cfg, self.deterministic, name='bert')(
         input_ids, token_type_ids, attention_mask)['pooled']
-    pooled = Dropout(cfg.dropout_rate, cfg.dropout_bits)(pooled,
-                                                     self.deterministic)
-    return _dense(cfg, cfg.num_labels, 'classifier')(pooled).astype(
-        jnp.float32)
+    return _classifier(cfg, pooled, self.deterministic)
 
 
 class BertForTokenClassification(nn.Module):
@@ -158,10 +162,7 @@ class BertForTokenClassification(nn.Module):
     cfg = self.config
     hidden = Bert(cfg, self.deterministic, add_pooler=False, name='bert')(
         input_ids, token_type_ids, attention_mask)['hidden']
-    hidden = Dropout(cfg.dropout_rate, cfg.dropout_bits)(hidden,
-                                                     self.deterministic)
-    return _dense(cfg, cfg.num_labels, 'classifier')(hidden).astype(
-        jnp.float32)
+    return _classifier(cfg, hidden, self.deterministic)
 
 
 class BertForQuestionAnswering(nn.Module):

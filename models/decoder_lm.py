@@ -5,16 +5,15 @@ pre-LN `EncoderLayer` blocks under a causal mask, a final LayerNorm and an
 output tied to the token embedding. With `decode=True` the attention layers
 keep their keys/values in the 'cache' collection: each call appends one token
 (or a whole prompt) per row and positions continue from a counter in the
-cache (`init_cache`); `infra.generation.generate` samples with it.
+cache (`init_cache`); `decoding.generation.generate` samples with it.
 """
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import attention as attn
 from models.config import ModelConfig
 from models.embeddings import (InputEmbedding, TokenEmbedding,
-                               next_decode_position)
+                               causal_positions_and_mask)
 from models.normalization import layer_norm
 from models.transformer_layers import EncoderLayer, LayerStack
 
@@ -36,19 +35,8 @@ class DecoderLM(nn.Module):
   def __call__(self, inputs, inputs_positions=None, inputs_segmentation=None,
                return_hidden: bool = False):
     cfg = self.config
-    positions = inputs_positions
-    if positions is None:
-      positions = jnp.broadcast_to(jnp.arange(inputs.shape[1]), inputs.shape)
-      if self.decode:
-        positions = positions + next_decode_position(
-            self, inputs.shape[1])
-    if self.decode:  # the attention cache supplies causality
-      mask = None
-    else:
-      mask = attn.causal_mask(inputs.shape[1])
-      if inputs_segmentation is not None:
-        mask = mask & attn.segment_mask(inputs_segmentation,
-                                        inputs_segmentation)
+    positions, mask = causal_positions_and_mask(
+        self, inputs, inputs_positions, inputs_segmentation, self.decode)
     tokens = TokenEmbedding(cfg, name='token_embedding')
     x = InputEmbedding(cfg, tokens, self.deterministic, name='embed')(
         inputs, positions)
@@ -69,7 +57,7 @@ class DecoderLM(nn.Module):
 
 def output_table(params, config: ModelConfig):
   """The output layer of DecoderLM `params` as [vocab, d_model]:
-  logits = hidden @ table.T (infra.losses.fused_output_cross_entropy_sums)."""
+  logits = hidden @ table.T (training.losses.fused_output_cross_entropy_sums)."""
   if config.tie_output_embedding:
     return params['token_embedding']['embedding']
   return params['output_projection']['kernel'].T

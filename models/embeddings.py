@@ -3,7 +3,7 @@ import numpy as np
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import initializers
+from models import attention, initializers
 from models.config import ModelConfig
 from models.dropout import Dropout
 from models.normalization import layer_norm
@@ -102,3 +102,23 @@ def next_decode_position(module: nn.Module, length: int):
   if initialized:
     position.value = current + length
   return current
+
+
+def causal_positions_and_mask(module: nn.Module, tokens, positions=None,
+                              segmentation=None, decode: bool = False):
+  """(positions [b, l], self-attention mask) of a causal decoder's inputs.
+
+  Positions default to 0..l-1, continued from the cache counter when
+  decoding. The mask is causal, within packed segments; None when
+  decoding, where the attention cache supplies causality.
+  """
+  if positions is None:
+    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    if decode:
+      positions = positions + next_decode_position(module, tokens.shape[1])
+  if decode:
+    return positions, None
+  mask = attention.causal_mask(tokens.shape[1])
+  if segmentation is not None:
+    mask = mask & attention.segment_mask(segmentation, segmentation)
+  return positions, mask

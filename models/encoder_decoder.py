@@ -1,6 +1,7 @@
 """The encoder-decoder Transformer of Vaswani et al. 2017.
 
-The network only makes logits; losses and decoding live in `infra/`.
+The network only makes logits; losses live in `training/`, decoding in
+`decoding/`.
 Token id 0 is padding and also the first decoder input (the targets shifted
 right), so targets never contain 0 except as padding.
 """
@@ -10,7 +11,7 @@ import flax.linen as nn
 from models import attention as attn
 from models.config import ModelConfig
 from models.embeddings import (InputEmbedding, TokenEmbedding,
-                               next_decode_position)
+                               causal_positions_and_mask)
 from models.normalization import layer_norm
 from models.transformer_layers import DecoderLayer, EncoderLayer, LayerStack
 
@@ -69,19 +70,10 @@ class Decoder(nn.Module):
   def __call__(self, encoded, inputs, decoder_inputs, positions=None,
                segmentation=None, inputs_segmentation=None):
     cfg = self.config
-    if positions is None:
-      positions = default_positions(decoder_inputs)
-      if self.decode:
-        positions = positions + next_decode_position(
-            self, decoder_inputs.shape[1])
+    positions, self_mask = causal_positions_and_mask(
+        self, decoder_inputs, positions, segmentation, self.decode)
     cross_mask = attn.attention_mask(
         jnp.ones_like(decoder_inputs, bool), inputs != 0)
-    if self.decode:  # the attention cache supplies causality
-      self_mask = None
-    else:
-      self_mask = attn.causal_mask(decoder_inputs.shape[1])
-      if segmentation is not None:
-        self_mask = self_mask & attn.segment_mask(segmentation, segmentation)
     if segmentation is not None and inputs_segmentation is not None:
       cross_mask = cross_mask & attn.segment_mask(segmentation,
                                                   inputs_segmentation)
@@ -151,7 +143,7 @@ class EncoderDecoder(nn.Module):
 
 def output_table(params, config: ModelConfig):
   """The output layer of EncoderDecoder `params` as [vocab, d_model]:
-  logits = hidden @ table.T (infra.losses.fused_output_cross_entropy_sums)."""
+  logits = hidden @ table.T (training.losses.fused_output_cross_entropy_sums)."""
   if not config.tie_output_embedding:
     return params['output_projection']['kernel'].T
   return params['token_embedding' if config.share_embeddings

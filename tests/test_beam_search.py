@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from infra import beam_search as bs
-from infra import sampling
+from decoding import beam_search as bs
+from decoding import sampling
 
 EOS = 1
 

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import bert_sizes
-from infra import hf_import
-from models import bert, registry
+from configs import bert_finetune, bert_sizes
+from configs.base_config import model_config
+from models import bert, hf_import, registry
 from models.config import ModelConfig, model_config_from
 
 
@@ -57,14 +57,14 @@ def batch(seed=0, batch_size=3, length=10, vocab=50):
 @pytest.mark.parametrize('size, expected', [('base', 109_482_240),
                                             ('large', 335_141_888)])
 def test_released_sizes_have_the_published_parameter_counts(size, expected):
-  config = bert_sizes.get_config(f'size={size}')
-  shapes = registry.param_shapes('bert', model_config_from(config.model))
+  cfg = model_config_from(model_config(**bert_sizes.bert_model(size)))
+  shapes = registry.param_shapes('bert', cfg)
   assert registry.count_params(shapes) == expected
 
 
 def test_every_released_size_builds():
   for size, (layers, width) in bert_sizes.SIZES.items():
-    cfg = model_config_from(bert_sizes.get_config(f'size={size}').model)
+    cfg = model_config_from(model_config(**bert_sizes.bert_model(size)))
     shapes = registry.param_shapes('bert_pretraining', cfg)
     assert len([k for k in shapes['bert']['stack'] if k.startswith('layers_')]
                ) == layers
@@ -72,11 +72,11 @@ def test_every_released_size_builds():
     assert shapes['mlm_head']['bias'].shape == (30522,)
 
 
-def test_get_config_rejects_unknown_size_and_option():
+def test_configs_reject_unknown_size_and_option():
   with pytest.raises(ValueError, match='huge'):
-    bert_sizes.get_config('size=huge')
+    bert_sizes.bert_model('huge')
   with pytest.raises(ValueError, match='colour'):
-    bert_sizes.get_config('colour=red')
+    bert_finetune.get_config('colour=red')
 
 
 def test_heads_have_the_documented_shapes():

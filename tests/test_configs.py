@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from infra.tasks import get_task
 from models.config import model_config_from
+from tasks import get_task
 
 
 def param_count(config_module):
@@ -35,3 +35,45 @@ def test_unknown_model_field_is_rejected():
 def test_default_config_builds_its_model():
   config = importlib.import_module('configs.default').get_config()
   assert get_task(config).model_config.num_layers == config.model.num_layers
+
+
+# Every experiment in configs/ with each of its named variants.
+_EXPERIMENTS = [
+    ('default', None), ('transformer_base', None), ('transformer_big', None),
+    ('multi30k_en_de', None), ('multi30k_en_de', 'steps=100'),
+    ('xsum_summarization', None), ('gpt2_small', None), ('gpt2_medium', None),
+    ('causal_lm', None), ('causal_lm', 'data=shakespeare'),
+    ('causal_lm', 'size=small_char,data=shakespeare'),
+    ('bert_pretraining', None), ('bert_pretraining', 'data=wikitext2'),
+    ('bert_finetune', None), ('bert_finetune', 'task=qa'),
+    ('bert_finetune', 'data=sst2'),
+]
+
+
+def _flat_keys(config, prefix=''):
+  keys = set()
+  for name, value in config.items():
+    if hasattr(value, 'items') and name not in ('split_fractions',):
+      keys |= _flat_keys(value, f'{prefix}{name}.')
+    else:
+      keys.add(prefix + name)
+  return keys
+
+
+def test_every_config_module_is_listed():
+  import pathlib  # pylint: disable=g-import-not-at-top
+  names = {p.stem for p in pathlib.Path(__file__).parents[1].glob(
+      'configs/*.py')} - {'__init__', 'base_config', 'bert_sizes'}
+  assert names == {name for name, _ in _EXPERIMENTS}
+
+
+@pytest.mark.parametrize('name, arg', _EXPERIMENTS)
+def test_every_config_builds_and_sets_only_declared_fields(name, arg):
+  from configs.base_config import base_config  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(f'configs.{name}')
+  config = module.get_config(arg) if arg else module.get_config()
+  assert _flat_keys(config) == _flat_keys(base_config())
+  task = get_task(config)  # validates the model fields and the task name
+  assert task.model_config.vocab_size == config.model.vocab_size
+  with pytest.raises(AttributeError, match='cannot be added'):
+    config.data.typo_field = 1  # locked: an unknown field fails where set

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from configs import gpt2_medium, gpt2_small
-from infra import generation, hf_import
-from models import registry
+from decoding import generation
+from models import hf_import, registry
 from models.config import ModelConfig, model_config_from
 from models.decoder_lm import DecoderLM, init_cache
+from tasks import get_task
 
 VOCAB = 40
 
@@ -55,7 +56,7 @@ def tokens(seed=0, batch=2, length=12):
 def test_gpt2_sizes_have_the_published_parameter_counts(config_module,
                                                         expected):
   config = config_module.get_config()
-  shapes = registry.param_shapes(config.model_name,
+  shapes = registry.param_shapes(get_task(config).model_name,
                                  model_config_from(config.model))
   assert registry.count_params(shapes) == expected
 

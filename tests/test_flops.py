@@ -1,4 +1,4 @@
-"""Model FLOPs (infra/flops.py) against XLA's count, and the benchmark
+"""Model FLOPs (training/flops.py) against XLA's count, and the benchmark
 script end to end on a tiny config."""
 import os
 import pathlib
@@ -9,7 +9,7 @@ from absl import flags
 import pytest
 
 from configs import bert_pretraining, causal_lm, default
-from infra import flops
+from training import flops
 from models.config import ModelConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import pytest
 
 import train
 from configs import causal_lm
-from infra import losses
-from infra.tasks import get_task
+from tasks import get_task
+from training import losses
 from test_train import tiny_config, train_losses
 
 B, T, D, V = 3, 10, 16, 50

@@ -12,8 +12,8 @@ torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
 
-from infra import hf_import, pretrained
-from models import registry
+from models import hf_import, registry
+from training import pretrained
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
@@ -235,7 +235,7 @@ def test_restore_from_an_encoder_only_checkpoint_into_a_scanned_model(
                           bert_model.state_dict(), 'BertModel')
   source = hf_import.load_hf_checkpoint(path)
   cfg = source.config.replace(scan_layers=True)
-  restored = hf_import.restore_pretrained(fresh_params('bert_qa', cfg), path)
+  restored = hf_import.restore_hf_checkpoint(fresh_params('bert_qa', cfg), path)
   stacked = restored['bert']['stack']['layers']['ffn']['wi']['kernel']
   np.testing.assert_array_equal(
       stacked[1], source.params['stack']['layers_1']['ffn']['wi']['kernel'])
@@ -255,7 +255,7 @@ def test_restore_shape_mismatch_names_the_path_and_both_shapes(
   with pytest.raises(hf_import.CheckpointMismatchError,
                      match=r'bert/embed/positions/embedding has shape '
                            r'\(24, 32\) there but \(16, 32\) in the model'):
-    hf_import.restore_pretrained(fresh_params('bert_mlm', cfg),
+    hf_import.restore_hf_checkpoint(fresh_params('bert_mlm', cfg),
                                  pretraining_dir)
 
 

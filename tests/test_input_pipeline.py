@@ -4,11 +4,11 @@ import json
 import os
 import pathlib
 
-import ml_collections
 import numpy as np
 import pytest
 
-from infra import input_pipeline, text_sources, tokenizers
+from input_data import pipelines, text_sources, tokenizers
+from configs.base_config import data_config, tokenizer_config
 
 DATA_DIR = os.environ.get(
     'DATA_DIR', str(pathlib.Path(__file__).resolve().parents[1].parent /
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
 
 
 def multi30k(**kw):
-  return ml_collections.ConfigDict(dict(dict(
+  return data_config(**dict(dict(
       data_dir=DATA_DIR, format='parallel',
       inputs_pattern='multi30k/{split}.en.gz',
       targets_pattern='multi30k/{split}.de.gz', max_examples=600,
@@ -31,7 +31,7 @@ def spm(tmp_path_factory):
   texts = [t for e in text_sources.load_split(multi30k(max_examples=3000),
                                               'train')
            for t in (e['inputs'], e['targets'])]
-  cfg = ml_collections.ConfigDict(dict(kind='sentencepiece', vocab_size=400,
+  cfg = tokenizer_config(**dict(kind='sentencepiece', vocab_size=400,
                                        model_type='unigram'))
   return tokenizers.build_tokenizer(cfg, str(tmp_path_factory.mktemp('spm')),
                                     lambda: texts)
@@ -59,7 +59,7 @@ def assert_same(batches_a, batches_b):
 @pytest.mark.parametrize('pack', [False, True])
 def test_seq2seq_train_shapes_and_restore(spm, pack):
   cfg = multi30k(packing=pack)
-  batches = input_pipeline.seq2seq_batches(cfg, spm, 16, seed=3,
+  batches = pipelines.seq2seq_batches(cfg, spm, 16, seed=3,
                                            split='train', training=True)
   it = iter(batches)
   first = take(it, 5)
@@ -83,7 +83,7 @@ def test_seq2seq_train_shapes_and_restore(spm, pack):
   else:
     last = (b['targets'] != 0).sum(1) - 1
     assert (b['targets'][np.arange(16), last] == spm.eos_id).all()
-  resumed = iter(input_pipeline.seq2seq_batches(cfg, spm, 16, seed=3,
+  resumed = iter(pipelines.seq2seq_batches(cfg, spm, 16, seed=3,
                                                 split='train', training=True))
   resumed.set_state(state)
   assert_same(take(resumed, 6), rest)
@@ -91,14 +91,14 @@ def test_seq2seq_train_shapes_and_restore(spm, pack):
 
 def test_epochs_reshuffle_and_seed(spm):
   cfg = multi30k(max_examples=64)
-  it = iter(input_pipeline.seq2seq_batches(cfg, spm, 16, seed=0,
+  it = iter(pipelines.seq2seq_batches(cfg, spm, 16, seed=0,
                                            split='train', training=True))
   epochs = [np.concatenate([b['inputs'] for b in take(it, 4)])
             for _ in range(2)]
   key = lambda x: sorted(map(bytes, x))
   assert key(epochs[0]) == key(epochs[1])  # Same examples...
   assert not np.array_equal(epochs[0], epochs[1])  # ...another order.
-  other = next(iter(input_pipeline.seq2seq_batches(
+  other = next(iter(pipelines.seq2seq_batches(
       cfg, spm, 16, seed=1, split='train', training=True)))['inputs']
   assert not np.array_equal(other, epochs[0][:16])
 
@@ -107,7 +107,7 @@ def test_hosts_read_disjoint_shards(spm):
   cfg = multi30k(max_examples=64, num_epochs=1)
   rows = []
   for host in range(2):
-    it = iter(input_pipeline.seq2seq_batches(
+    it = iter(pipelines.seq2seq_batches(
         cfg, spm, 16, seed=0, split='train', training=True,
         process_index=host, process_count=2))
     got = [x for b in it for x in map(bytes, b['inputs'])]
@@ -123,16 +123,16 @@ def test_overlong_counted_and_restored(spm):
   expected = sum(len(spm.encode(e['inputs'])) + 1 > 30 or
                  len(spm.encode(e['targets'])) + 1 > 30 for e in examples)
   assert 10 < expected < 90
-  it = iter(input_pipeline.seq2seq_batches(cfg, spm, 4, seed=0,
+  it = iter(pipelines.seq2seq_batches(cfg, spm, 4, seed=0,
                                            split='train', training=True))
   n = sum(1 for _ in it)
   assert it.counters == {'examples': 100, 'dropped': expected, 'truncated': 0}
   assert n == (100 - expected) // 4
-  it2 = iter(input_pipeline.seq2seq_batches(cfg, spm, 4, seed=0,
+  it2 = iter(pipelines.seq2seq_batches(cfg, spm, 4, seed=0,
                                             split='train', training=True))
   take(it2, 3)
   state = it2.get_state()
-  it3 = iter(input_pipeline.seq2seq_batches(cfg, spm, 4, seed=0,
+  it3 = iter(pipelines.seq2seq_batches(cfg, spm, 4, seed=0,
                                             split='train', training=True))
   it3.set_state(state)
   assert it3.counters == it2.counters and it2.counters['examples'] >= 12
@@ -144,7 +144,7 @@ def test_eval_each_example_once(spm, buckets):
   seen, shapes = [], set()
   per_host = []
   for host in range(2):
-    batches = input_pipeline.seq2seq_batches(
+    batches = pipelines.seq2seq_batches(
         cfg, spm, 64, seed=0, split='test_2016_flickr', training=False,
         process_index=host, process_count=2)
     per_host.append(list(batches))
@@ -171,7 +171,7 @@ def test_eval_each_example_once(spm, buckets):
 
 
 def lm_config(**kw):
-  return ml_collections.ConfigDict(dict(dict(
+  return data_config(**dict(dict(
       data_dir=DATA_DIR, format='lines',
       file_pattern='wikitext-2/{split}.txt.gz', max_examples=300,
       max_length=64, packing=False), **kw))
@@ -179,7 +179,7 @@ def lm_config(**kw):
 
 def test_lm_stream_every_token_once(spm):
   cfg = lm_config()
-  batches = input_pipeline.lm_batches(cfg, spm, 8, seed=0, split='valid',
+  batches = pipelines.lm_batches(cfg, spm, 8, seed=0, split='valid',
                                       training=False)
   stream = [t for e in text_sources.load_split(cfg, 'valid')
             for t in spm.encode(e['text']) + [1]]
@@ -188,7 +188,7 @@ def test_lm_stream_every_token_once(spm):
     np.testing.assert_array_equal(b['inputs'][:, 1:], b['targets'][:, :-1])
     got.extend(b['targets'][b['weights'] > 0])
   assert got == stream[1:]  # Every token after the first, once, in order.
-  it = iter(input_pipeline.lm_batches(cfg, spm, 8, seed=0, split='valid',
+  it = iter(pipelines.lm_batches(cfg, spm, 8, seed=0, split='valid',
                                       training=True))
   b = next(it)
   assert b['inputs'].shape == (8, 64) and b['weights'].dtype == np.float32
@@ -196,7 +196,7 @@ def test_lm_stream_every_token_once(spm):
 
 def test_lm_packed_documents(spm):
   cfg = lm_config(packing=True)
-  it = iter(input_pipeline.lm_batches(cfg, spm, 8, seed=0, split='valid',
+  it = iter(pipelines.lm_batches(cfg, spm, 8, seed=0, split='valid',
                                       training=True))
   b = next(it)
   assert set(b) == {'inputs', 'targets', 'weights', 'inputs_segmentation',
@@ -213,10 +213,10 @@ def test_lm_packed_documents(spm):
 
 
 def test_classification_sst2(wordpiece):
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = data_config(**dict(
       data_dir=DATA_DIR, format='tsv', file_pattern='sst2/{split}.tsv',
       max_length=48, text_key='sentence', label_key='label'))
-  batches = input_pipeline.classification_batches(
+  batches = pipelines.classification_batches(
       cfg, wordpiece, 32, seed=0, split='dev', training=False)
   rows = list(batches)
   assert batches.num_batches == 28 and len(rows) == 28
@@ -227,35 +227,35 @@ def test_classification_sst2(wordpiece):
   labels = np.concatenate([r['labels'][r['example_weight'] == 1] for r in rows])
   assert labels.sum() == 444  # Positives in SST-2 dev.
   assert wordpiece.decode(b['input_ids'][0]).startswith("it ' s a charming")
-  it = iter(input_pipeline.classification_batches(
+  it = iter(pipelines.classification_batches(
       cfg, wordpiece, 32, seed=0, split='dev', training=True))
   assert set(next(it)['labels']) <= {0, 1}
   assert it.counters['examples'] == 32
 
 
 def test_qa_batches(wordpiece):
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = data_config(**dict(
       data_dir=DATA_DIR, format='squad',
       file_pattern='squad-v1.1/{split}-v1.1.json.gz', max_examples=40,
       max_length=128, doc_stride=64, max_query_length=32))
-  batches = input_pipeline.qa_batches(cfg, wordpiece, 16, seed=0,
+  batches = pipelines.qa_batches(cfg, wordpiece, 16, seed=0,
                                       split='dev', training=False)
   seen = [i for b in batches for i in b['example_index'][b['example_weight'] > 0]]
   assert sorted(seen) == list(range(len(batches.features)))
   assert len(batches.features) > 40
-  b = next(iter(input_pipeline.qa_batches(cfg, wordpiece, 16, seed=0,
+  b = next(iter(pipelines.qa_batches(cfg, wordpiece, 16, seed=0,
                                           split='dev', training=True)))
   assert b['input_ids'].shape == (16, 128) and b['start_positions'].shape == (
       16,)
 
 
 def test_bert_pretraining(wordpiece):
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = data_config(**dict(
       data_dir=DATA_DIR, format='lines', skip_empty_lines=False,
       file_pattern='wikitext-2/{split}.txt.gz', max_examples=400,
       document_boundary='wikitext_heading', max_length=64, mask_rate=0.15,
       whole_word_masking=True))
-  it = iter(input_pipeline.bert_pretraining_batches(
+  it = iter(pipelines.bert_pretraining_batches(
       cfg, wordpiece, 32, seed=0, split='valid', training=True))
   batches = take(it, 3)
   state = it.get_state()
@@ -269,28 +269,28 @@ def test_bert_pretraining(wordpiece):
   assert (b['mlm_targets'][~w] == 0).all() and (b['mlm_targets'][w] > 0).all()
   frac = w.sum() / b['attention_mask'].sum()
   assert 0.08 < frac < 0.16  # 15% of non-special tokens.
-  it2 = iter(input_pipeline.bert_pretraining_batches(
+  it2 = iter(pipelines.bert_pretraining_batches(
       cfg, wordpiece, 32, seed=0, split='valid', training=True))
   it2.set_state(state)
   assert_same(take(it2, 2), after)
 
 
 def test_char_level_shakespeare(tmp_path):
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = data_config(**dict(
       data_dir=DATA_DIR, format='text', file_pattern='tinyshakespeare/input.txt',
       split_fractions={'train': (0.0, 0.9), 'validation': (0.9, 1.0)},
       max_length=128, packing=False))
   text = text_sources.load_split(cfg, 'train')[0]['text']
   tok = tokenizers.build_tokenizer(
-      ml_collections.ConfigDict(dict(kind='char')), str(tmp_path),
+      tokenizer_config(**dict(kind='char')), str(tmp_path),
       lambda: [text])
   assert tok.vocab_size == 3 + 65
-  b = next(iter(input_pipeline.lm_batches(cfg, tok, 4, seed=0, split='train',
+  b = next(iter(pipelines.lm_batches(cfg, tok, 4, seed=0, split='train',
                                           training=True)))
   assert b['inputs'].shape == (4, 128)
   for row in b['inputs']:
     assert tok.decode(row) in text  # A contiguous slice of the play.
-  val = input_pipeline.lm_batches(cfg, tok, 4, seed=0, split='validation',
+  val = pipelines.lm_batches(cfg, tok, 4, seed=0, split='validation',
                                   training=False)
   total = sum(x['weights'].sum() for x in val)
   val_text = text_sources.load_split(cfg, 'validation')[0]['text']

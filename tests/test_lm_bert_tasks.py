@@ -5,8 +5,9 @@ import pytest
 
 import train
 from configs import bert_finetune, bert_pretraining, causal_lm
-from infra import optimizers
-from infra.tasks import get_task, synthetic
+from input_data import synthetic
+from tasks import get_task
+from training import optimizers
 
 
 def shrink(config, steps=3):
@@ -87,7 +88,7 @@ def test_pretraining_loss_weights_nsp_by_masked_tokens():
   config = shrink(bert_pretraining.get_config())
   task = get_task(config)
   params = jax.jit(task.init_variables)(jax.random.key(0))['params']
-  batch = task.eval_batches(8, slice(0, 8))[0]
+  batch = next(iter(task.eval_batches(8)))
   sums = jax.jit(lambda p, b: task.loss_sums(p, b, None, train=False))(
       params, batch)
   np.testing.assert_allclose(sums['loss'], sums['mlm_loss'] +

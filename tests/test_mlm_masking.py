@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from infra import mlm_masking
+from input_data import mlm_masking
 
 CLS, SEP, MASK, PAD, VOCAB = 101, 102, 103, 0, 1000
 SPECIAL = [PAD, CLS, SEP, MASK]

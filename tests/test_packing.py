@@ -8,7 +8,7 @@ import grain
 import numpy as np
 import pytest
 
-from infra import packing, text_sources
+from input_data import packing, text_sources
 
 DATA_DIR = os.environ.get(
     'DATA_DIR', str(pathlib.Path(__file__).resolve().parents[1].parent /

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from infra import sampling
+from decoding import sampling
 
 EOS = 1
 

@@ -1,11 +1,16 @@
 """Translation and summarization on real files, end to end through train.py."""
 import os
 
+import jax
+import numpy as np
 import pytest
+from rouge_score import rouge_scorer
+import sacrebleu
 
 import train
 from configs import multi30k_en_de, xsum_summarization
-from infra.metrics_writer import read_metrics
+from tasks import get_task
+from training.metrics_writer import read_metrics
 
 DATA_DIR = os.environ['DATA_DIR']
 
@@ -29,6 +34,17 @@ def shrink(config, **data):
   return config
 
 
+def decoded_texts(config, workdir, params):
+  """(hypotheses, references) of the eval split, decoded here on one device
+  with the trained parameters, independently of train.evaluate."""
+  task = get_task(config)
+  task.tokenizer(workdir)
+  batches = task.eval_batches(config.eval_batch_size)
+  predict = jax.jit(task.predict)
+  outputs = [np.asarray(predict(params, b)) for b in batches]
+  return task.decode_texts(outputs, batches)
+
+
 def test_translation_reports_bleu_and_keeps_its_tokenizer(tmp_path):
   config = shrink(multi30k_en_de.get_config(),
                   data_dir=os.path.join(DATA_DIR, 'multi30k'),
@@ -43,8 +59,13 @@ def test_translation_reports_bleu_and_keeps_its_tokenizer(tmp_path):
   result = train.train_and_evaluate(config, workdir)  # resumes
   assert os.path.getmtime(spm) == mtime
   assert open(spm, 'rb').read() == first_tokenizer
-  for name in ('eval/bleu', 'eval/bleu_lowercase_tokenized'):
-    assert 0.0 <= result.eval_metrics[name] <= 100.0
+  hyps, refs = decoded_texts(config, workdir, result.state.params)
+  assert len(hyps) == len(refs) == 300  # every example once (max_examples)
+  assert result.eval_metrics['eval/bleu'] == pytest.approx(
+      sacrebleu.corpus_bleu(hyps, [refs]).score, abs=1e-6)
+  assert result.eval_metrics['eval/bleu_lowercase_tokenized'] == (
+      pytest.approx(sacrebleu.corpus_bleu(hyps, [refs], lowercase=True).score,
+                    abs=1e-6))
   assert [r['step'] for r in read_metrics(workdir) if 'train/loss' in r] == [
       1, 2, 3]
 
@@ -58,9 +79,15 @@ def test_summarization_reports_rouge(tmp_path):
   with config.data.ignore_type():
     config.data.train_split = config.data.eval_split = 'sample'
   config.data.file_pattern = '{split}.jsonl'
-  result = train.train_and_evaluate(config, str(tmp_path / 'xsum'))
+  workdir = str(tmp_path / 'xsum')
+  result = train.train_and_evaluate(config, workdir)
+  hyps, refs = decoded_texts(config, workdir, result.state.params)
+  scorer = rouge_scorer.RougeScorer(['rouge1', 'rouge2', 'rougeL'],
+                                    use_stemmer=True)
+  scores = [scorer.score(r, h) for h, r in zip(hyps, refs, strict=True)]
   for name in ('rouge1', 'rouge2', 'rougeL'):
-    assert 0.0 <= result.eval_metrics[f'eval/{name}'] <= 1.0
+    expected = np.mean([s[name].fmeasure for s in scores])
+    assert result.eval_metrics[f'eval/{name}'] == pytest.approx(expected)
 
 
 def test_missing_data_directory_names_the_config_key(tmp_path):
@@ -74,7 +101,7 @@ def test_packed_batch_has_the_loss_of_its_examples_unpacked():
   """Packing must change nothing but the layout: same loss sum and count."""
   import jax
   import numpy as np
-  from infra.tasks import get_task
+  from tasks import get_task
   config = shrink(multi30k_en_de.get_config())
   config.model.vocab_size = 40
   task = get_task(config)

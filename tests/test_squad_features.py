@@ -6,7 +6,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from infra import metrics, squad_features, text_sources, tokenizers
+from input_data import squad_features, text_sources, tokenizers
+from training import metrics
 
 DATA_DIR = os.environ.get(
     'DATA_DIR', str(pathlib.Path(__file__).resolve().parents[1].parent /

@@ -4,11 +4,11 @@ import gzip
 import os
 import pathlib
 
-import ml_collections
 import pytest
 
-from infra import text_sources
-from infra.text_sources import DataError
+from input_data import text_sources
+from input_data.text_sources import DataError
+from configs.base_config import data_config
 
 DATA_DIR = os.environ.get(
     'DATA_DIR', str(pathlib.Path(__file__).resolve().parents[1].parent /
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
 
 
 def cfg(**kw):
-  return ml_collections.ConfigDict(dict(data_dir=DATA_DIR, **kw))
+  return data_config(**dict(data_dir=DATA_DIR, **kw))
 
 
 def test_parallel_multi30k():
@@ -93,7 +93,7 @@ def test_errors_name_the_culprit(tmp_path):
     text_sources.read_lines(str(bad))
   with pytest.raises(DataError,
                      match='config.data.data_dir: directory /no/such'):
-    text_sources.load_split(ml_collections.ConfigDict(dict(
+    text_sources.load_split(data_config(**dict(
         data_dir='/no/such', format='lines', file_pattern='x')), 'train')
   with pytest.raises(DataError, match='missing.txt: file does not exist'):
     text_sources.read_lines(str(tmp_path / 'missing.txt'))

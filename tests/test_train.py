@@ -13,9 +13,9 @@ import pytest
 import conftest
 import train
 from configs import default
-from infra.metrics_writer import read_metrics
-from infra.tasks import get_task
-from infra import beam_search, sampling
+from decoding import beam_search, sampling
+from tasks import get_task
+from training.metrics_writer import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,14 +104,14 @@ def test_beam_search_of_width_one_equals_greedy_on_the_model():
   config = tiny_config()
   task = get_task(config)
   params = task.init_variables(jax.random.key(3))['params']
-  batch = task.eval_batches(8, slice(0, 8))[0]
+  batch = next(iter(task.eval_batches(8)))
   config.decode.beam_size = 1
   config.decode.alpha = 0.0
   beam = task.predict(params, batch)
   model = task.build_model(train=False, decode=True)
   inputs = jnp.asarray(batch['inputs'])
   encoded = model.apply({'params': params}, inputs, method='encode')
-  max_len = task.example_shapes()[1]
+  max_len = task.target_length()
   cache = model.init(jax.random.key(0), inputs,
                      jnp.zeros((8, max_len), jnp.int32))['cache']
 
@@ -184,7 +184,7 @@ def test_command_line_overrides_reach_the_model(tmp_path):
 def train_params_tree(workdir):
   """Encoder layer shapes from the checkpoint's metadata."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from infra.checkpointing import item_handlers
+  from training.checkpointing import item_handlers
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
                              item_handlers=item_handlers()) as manager:
     meta = manager.item_metadata(manager.latest_step())['state']

@@ -2,7 +2,7 @@
 
 `init_from` is either another run's workdir (its newest orbax checkpoint,
 e.g. pre-training -> fine-tuning) or a Hugging Face-layout directory
-(config.json + safetensors/bin, see infra/hf_import.py). Parameters whose
+(config.json + safetensors/bin, see models/hf_import.py). Parameters whose
 path and shape match are taken from the checkpoint; the rest (new heads)
 keep their fresh initialisation.
 """
@@ -12,7 +12,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from infra import checkpointing, hf_import
+from models import hf_import
+from training import checkpointing
 
 
 def restore_pretrained(params, path: str):
@@ -20,7 +21,7 @@ def restore_pretrained(params, path: str):
   if not os.path.isdir(path):
     raise ValueError(f'config.init_from={path} is not a directory')
   if os.path.exists(os.path.join(path, 'config.json')):
-    return hf_import.restore_pretrained(params, path)
+    return hf_import.restore_hf_checkpoint(params, path)
   # The same matching as for Hugging Face checkpoints: by path, scanned or
   # unscanned layer layouts, shape mismatches named.
   return hf_import.merge_pretrained(params, load_workdir_params(path), path)

@@ -21,7 +21,7 @@ Use:
 Fine-tuning (`config.init_from = '/ckpt/bert-base'`): train.py initialises
 the task model as usual, then calls
 
-    params = hf_import.restore_pretrained(params, config.init_from)
+    params = hf_import.restore_hf_checkpoint(params, config.init_from)
 
 which copies every parameter whose path exists in both (the encoder under
 'bert', or the whole decoder LM), leaves the others (new heads) as
@@ -487,7 +487,7 @@ def merge_pretrained(params, pretrained, source: str = 'pretrained'):
   return traverse_util.unflatten_dict(out, sep='/')
 
 
-def restore_pretrained(params, path: str):
+def restore_hf_checkpoint(params, path: str):
   """params (a fresh init of the model to train) with the parameters of the
   Hugging Face checkpoint at `path` copied in wherever paths match."""
   return merge_pretrained(params, load_hf_checkpoint(path).params,

@@ -10,54 +10,43 @@ equally, as in the paper's (mean MLM + mean NSP).
 import jax.numpy as jnp
 import numpy as np
 
-from infra import input_pipeline, losses
-from infra.tasks import synthetic, text_data
-from models.bert import BertForPreTraining
-from models.config import model_config_from
-
-_INPUTS = ('input_ids', 'token_type_ids', 'attention_mask')
+from input_data import pipelines, synthetic
+from input_data.task_data import TaskData
+from tasks.base import BertTask, example_weights
+from training import losses
 
 
-class BertPretrainingTask:
-  """See infra/tasks/__init__.py for the interface.
-
-  Batches: input_ids, token_type_ids, attention_mask, mlm_targets [b, L]
+class BertPretrainingTask(BertTask):
+  """Batches: input_ids, token_type_ids, attention_mask, mlm_targets [b, L]
   int32, mlm_weights [b, L] float32 (1 at masked positions), nsp_labels [b]
   (0 IsNext, 1 NotNext). With config.data.max_predictions the MLM head runs
   only at the first max_predictions masked positions of each row.
   """
+  model_name = 'bert_pretraining'
 
-  def __init__(self, config):
-    self.config = config
-    self.model_config = model_config_from(config.model)
-    self.length = config.data.max_length
-    self.data = text_data.TaskData(config, self.model_config, self._make,
-                                   input_pipeline.bert_pretraining_batches)
+  def make_data(self):
+    cfg, length = self.model_config, self.config.data.max_length
+    return TaskData(
+        self.config, cfg,
+        lambda rng, count: synthetic.bert_pretraining_rows(
+            rng, count, length, cfg.vocab_size),
+        pipelines.bert_pretraining_batches, (self.config.data.text_key,))
 
-  # Model -------------------------------------------------------------------
-  def build_model(self, train: bool, decode: bool = False):
-    if decode:
-      raise ValueError('BERT has no decoding mode')
-    return BertForPreTraining(self.model_config, deterministic=not train)
-
-  def init_variables(self, rng):
-    ids = jnp.ones((1, self.length), jnp.int32)
-    return self.build_model(train=False).init(rng, ids, ids, ids)
+  @classmethod
+  def decoded_metric_names(cls, config):
+    return ('mlm_accuracy', 'nsp_accuracy')
 
   def _forward(self, params, batch, rng, train):
     targets, weights = batch['mlm_targets'], batch['mlm_weights']
-    if 'example_weight' in batch:
-      weights = weights * batch['example_weight'][:, None]
+    weights = weights * example_weights(batch, weights.shape[:1])[:, None]
     positions = None
-    max_predictions = self.config.data.get('max_predictions')
+    max_predictions = self.config.data.max_predictions
     if max_predictions:  # masked positions first (stable), then padding
       positions = jnp.argsort(-weights, axis=-1, stable=True)[
           :, :max_predictions]
       targets = jnp.take_along_axis(targets, positions, axis=-1)
       weights = jnp.take_along_axis(weights, positions, axis=-1)
-    out = self.build_model(train).apply(
-        {'params': params}, *(batch[k] for k in _INPUTS),
-        masked_positions=positions, rngs={'dropout': rng} if train else {})
+    out = self.forward(params, batch, rng, train, masked_positions=positions)
     return out, targets, weights
 
   # Loss --------------------------------------------------------------------
@@ -67,8 +56,7 @@ class BertPretrainingTask:
     masked_per_example = weights.sum(-1)
     nsp = losses.cross_entropy_sums(out['nsp_logits'], batch['nsp_labels'],
                                     masked_per_example)
-    examples = (batch['example_weight'] if 'example_weight' in batch else
-                jnp.ones_like(masked_per_example))
+    examples = example_weights(batch, masked_per_example.shape)
     nsp_hits = (jnp.argmax(out['nsp_logits'], -1) == batch['nsp_labels'])
     return dict(loss=mlm['loss'] + nsp['loss'], weight=mlm['weight'],
                 correct=mlm['correct'], mlm_loss=mlm['loss'],
@@ -86,7 +74,7 @@ class BertPretrainingTask:
   def score(self, predictions, batches):
     """MLM accuracy over masked tokens, NSP accuracy over examples."""
     mlm_hits = mlm_count = nsp_hits = nsp_count = 0.0
-    max_predictions = self.config.data.get('max_predictions')
+    max_predictions = self.config.data.max_predictions
     for pred, batch in zip(predictions, batches):
       example = np.asarray(batch['example_weight'])
       weights = np.asarray(batch['mlm_weights']) * example[:, None]
@@ -103,14 +91,3 @@ class BertPretrainingTask:
       nsp_count += float(example.sum())
     return {'mlm_accuracy': (mlm_hits, mlm_count),
             'nsp_accuracy': (nsp_hits, nsp_count)}
-
-  # Data --------------------------------------------------------------------
-  def _make(self, rng, count):
-    return synthetic.bert_pretraining_rows(rng, count, self.length,
-                                           self.model_config.vocab_size)
-
-  def train_batches(self, workdir, global_batch_size: int, host_rows: slice):
-    return self.data.train_batches(workdir, global_batch_size, host_rows)
-
-  def eval_batches(self, global_batch_size: int, host_rows: slice):
-    return self.data.eval_batches(global_batch_size, host_rows)

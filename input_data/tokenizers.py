@@ -10,7 +10,8 @@ which extractive QA needs to map a predicted span back to the context.
 Tokenizers we train ourselves follow the fixed convention PAD=0, EOS=1, UNK=2
 and no BOS: encoder-decoder decoders start from PAD (shift right).
 
-Config fields read by `build_tokenizer` (`config.tokenizer`):
+Config fields read by `build_tokenizer` (`config.tokenizer`; declared with
+their defaults in configs/base_config.tokenizer_config):
   kind: 'sentencepiece' (train on the training text, or load `path` when set),
     'hf_json' (a Hugging Face `tokenizer.json` at `path`), 'wordpiece' (a BERT
     `vocab.txt` at `path`) or 'char' (one id per character of the training
@@ -237,7 +238,7 @@ def build_tokenizer(tokenizer_config: ml_collections.ConfigDict, workdir: str,
   """
   cfg = tokenizer_config
   kind = cfg.kind
-  path = cfg.get('path', '') or ''
+  path = cfg.path
   if kind == 'sentencepiece':
     if not path:
       path = os.path.join(workdir, 'spm.model')
@@ -247,16 +248,16 @@ def build_tokenizer(tokenizer_config: ml_collections.ConfigDict, workdir: str,
                            'to train a SentencePiece model on')
         train_sentencepiece(
             training_texts_fn(), path, vocab_size=cfg.vocab_size,
-            model_type=cfg.get('model_type', 'unigram'),
-            character_coverage=cfg.get('character_coverage', 1.0),
-            max_sentences=cfg.get('max_training_sentences', 1_000_000),
-            byte_fallback=cfg.get('byte_fallback', False))
+            model_type=cfg.model_type,
+            character_coverage=cfg.character_coverage,
+            max_sentences=cfg.max_training_sentences,
+            byte_fallback=cfg.byte_fallback)
     return SentencePieceTokenizer(path)
   if kind == 'hf_json':
     return HuggingFaceTokenizer.from_json(path)
   if kind == 'wordpiece':
     return HuggingFaceTokenizer.from_wordpiece_vocab(
-        path, lowercase=cfg.get('lowercase', True))
+        path, lowercase=cfg.lowercase)
   if kind == 'char':
     path = path or os.path.join(workdir, 'chars.txt')
     if not os.path.exists(path):

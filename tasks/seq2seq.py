@@ -1,8 +1,8 @@
 """Sequence-to-sequence task (translation, summarization, synthetic tasks):
 the encoder-decoder, label-smoothed loss and beam-search predictions.
 
-`config.data.source`: 'synthetic' (infra/synthetic_data.py, scored by exact
-match) or 'files' (infra/input_pipeline.seq2seq_batches on local files, one
+`config.data.source`: 'synthetic' (input_data/synthetic.py, scored by exact
+match) or 'files' (input_data/pipelines.seq2seq_batches on local files, one
 joint tokenizer for both sides from `config.tokenizer`, scored by corpus
 sacreBLEU on detokenized text and, for translation, by the lowercased
 tokenized BLEU the Multi30k literature reports; ROUGE with
@@ -12,60 +12,54 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infra import beam_search, input_pipeline, losses, metrics
-from infra import synthetic_data, tokenizers, text_sources
-from infra.eval_batching import fixed_size_batches
-from models.config import model_config_from
-from models.encoder_decoder import EncoderDecoder, output_table
+from decoding import beam_search
+from input_data import pipelines, synthetic
+from input_data.task_data import TaskData
+from models.encoder_decoder import output_table
+from tasks.base import Task
+from training import losses, metrics
 
-# Packed batches (infra/packing.py) -> keyword arguments of EncoderDecoder.
+# Packed batches (input_data/packing.py) -> keyword arguments of EncoderDecoder.
 _PACKING_INPUTS = {'inputs_position': 'inputs_positions',
                    'targets_position': 'targets_positions',
                    'inputs_segmentation': 'inputs_segmentation',
                    'targets_segmentation': 'targets_segmentation'}
 
 
-class Seq2SeqTask:
-  """See infra/tasks/__init__.py for the interface."""
+class Seq2SeqTask(Task):
+  """Batches: inputs [b, Ls], targets [b, Lt] int32 ending with EOS, then
+  PAD; packed rows add the segmentation and position keys above."""
+  model_name = 'encoder_decoder'
+  eos_id = synthetic.EOS  # and the tokenizer's (checked in `tokenizer`)
 
-  def __init__(self, config):
-    self.config = config
-    self.model_config = model_config_from(config.model)
-    self.eos_id = 1
-    self._tokenizer = None
-    self._eval_examples = None
-    if config.data.source not in ('synthetic', 'files'):
-      raise ValueError(f'config.data.source={config.data.source!r} is not one '
-                       'of synthetic, files')
-
-  # Model -------------------------------------------------------------------
-  def build_model(self, train: bool, decode: bool = False):
-    return EncoderDecoder(self.model_config, deterministic=not train,
-                          decode=decode)
-
-  def example_shapes(self):
-    """Shapes of one row: (source length, target length)."""
+  def make_data(self):
     data = self.config.data
-    if data.source == 'synthetic':
-      return data.max_len, data.max_len + 1
-    return data.max_input_length, data.max_target_length
+    return TaskData(
+        self.config, self.model_config,
+        lambda rng, count: synthetic.seq2seq_rows(
+            rng, count, data, self.model_config.vocab_size),
+        pipelines.seq2seq_batches, (data.inputs_key, data.targets_key))
 
-  def init_variables(self, rng):
-    src_len, tgt_len = self.example_shapes()
-    model = self.build_model(train=False)
-    return model.init(rng, jnp.ones((1, src_len), jnp.int32),
-                      jnp.ones((1, tgt_len), jnp.int32))
+  @classmethod
+  def decoded_metric_names(cls, config):
+    if config.data.source == 'synthetic':
+      return ('exact_match',)
+    rouge = ('rouge1', 'rouge2', 'rougeL') if config.data.rouge else ()
+    return ('bleu', 'bleu_lowercase_tokenized') + rouge
+
+  def target_length(self) -> int:
+    data = self.config.data
+    return data.max_len + 1 if data.source == 'synthetic' else (
+        data.max_target_length)
 
   # Loss --------------------------------------------------------------------
   def loss_sums(self, params, batch, rng, train: bool):
-    model = self.build_model(train)
     extras = {arg: batch[key] for key, arg in _PACKING_INPUTS.items()
               if key in batch}
-    chunk_length = self.config.get('loss_chunk_length', 0)
-    outputs = model.apply({'params': params}, batch['inputs'],
-                          batch['targets'], **extras,
-                          return_hidden=bool(chunk_length),
-                          rngs={'dropout': rng} if train else {})
+    chunk_length = self.config.loss_chunk_length
+    outputs = self.apply(params, batch['inputs'], batch['targets'], **extras,
+                         return_hidden=bool(chunk_length), rng=rng,
+                         train=train)
     weights = (batch['targets'] > 0).astype(jnp.float32)
     if 'example_weight' in batch:
       weights = weights * batch['example_weight'][:, None]
@@ -78,7 +72,7 @@ class Seq2SeqTask:
     """Beam search (greedy if beam_size == 1): [b, max_decode_len] ids."""
     dcfg = self.config.decode
     inputs = batch['inputs']
-    max_len = dcfg.max_decode_len or self.example_shapes()[1]
+    max_len = dcfg.max_decode_len or self.target_length()
     model = self.build_model(train=False, decode=True)
     encoded = model.apply({'params': params}, inputs, method='encode')
     batch_size = inputs.shape[0]
@@ -104,50 +98,18 @@ class Seq2SeqTask:
 
   # Data --------------------------------------------------------------------
   def tokenizer(self, workdir: str | None = None):
-    """One tokenizer for source and target (trained on both sides of the
-    training split into `workdir` the first time, reused on resume)."""
-    if self._tokenizer is None:
-      data = self.config.data
-      in_key, tgt_key = data.get('inputs_key', 'inputs'), data.get(
-          'targets_key', 'targets')
+    """One tokenizer for source and target, trained on both sides of the
+    training split into `workdir` the first time, reused on resume."""
+    tokenizer = self.data.tokenizer(workdir)
+    if tokenizer.eos_id != self.eos_id:
+      raise ValueError(f'config.tokenizer: EOS must be id {self.eos_id} for '
+                       f'the encoder-decoder, got {tokenizer.eos_id}')
+    return tokenizer
 
-      def texts():
-        for ex in text_sources.load_split(data, data.train_split):
-          yield ex[in_key]
-          yield ex[tgt_key]
-      self._tokenizer = tokenizers.build_tokenizer(self.config.tokenizer,
-                                                   workdir or '', texts)
-      if self._tokenizer.eos_id != self.eos_id:
-        raise ValueError(f'config.tokenizer: EOS must be id {self.eos_id} for '
-                         f'the encoder-decoder, got {self._tokenizer.eos_id}')
-      if self._tokenizer.vocab_size > self.model_config.vocab_size:
-        raise ValueError(
-            f'the tokenizer has {self._tokenizer.vocab_size} tokens but '
-            f'config.model.vocab_size={self.model_config.vocab_size}')
-    return self._tokenizer
-
-  def train_batches(self, workdir, global_batch_size: int, host_rows: slice):
-    data = self.config.data
-    if data.source == 'synthetic':
-      return synthetic_data.SyntheticBatches(
-          data, self.model_config.vocab_size, self.config.seed,
-          global_batch_size, host_rows)
-    return iter(input_pipeline.seq2seq_batches(
-        data, self.tokenizer(workdir), global_batch_size, self.config.seed,
-        data.train_split, training=True))
-
-  def eval_batches(self, global_batch_size: int, host_rows: slice):
-    data = self.config.data
-    if data.source == 'synthetic':
-      inputs, targets = synthetic_data.eval_examples(
-          data, self.model_config.vocab_size, self.config.seed)
-      return fixed_size_batches({'inputs': inputs, 'targets': targets},
-                                global_batch_size, host_rows)
-    batches = input_pipeline.seq2seq_batches(
-        data, self.tokenizer(), global_batch_size, self.config.seed,
-        data.eval_split, training=False)
-    self._eval_examples = batches.examples
-    return list(batches)
+  def train_batches(self, workdir, global_batch_size: int):
+    if not self.data.synthetic:
+      self.tokenizer(workdir)  # checked before the pipeline uses it
+    return self.data.train_batches(workdir, global_batch_size)
 
   def score(self, predictions, batches):
     """Mergeable sums over this host's real examples (summed over hosts by
@@ -158,25 +120,25 @@ class Seq2SeqTask:
     sums = {'bleu': metrics.bleu_stats(hypotheses, references),
             'bleu_lowercase_tokenized': metrics.bleu_stats(
                 hypotheses, references, lowercase=True)}
-    if self.config.data.get('rouge', False):
+    if self.config.data.rouge:
       sums['rouge'] = metrics.rouge_sums(hypotheses, references)
     return sums
 
   def decode_texts(self, predictions, batches):
     """Beam outputs -> (hypotheses, references) as detokenized text."""
-    tgt_key = self.config.data.get('targets_key', 'targets')
+    tgt_key = self.config.data.targets_key
+    examples = self.data.eval_pipeline.examples
     hypotheses, references = [], []
     for pred, batch in zip(predictions, batches):
       for row, index in zip(np.asarray(pred), batch['example_index']):
         if index >= 0:
           hypotheses.append(self.tokenizer().decode(row.tolist()))
-          references.append(self._eval_examples[index][tgt_key])
+          references.append(examples[index][tgt_key])
     return hypotheses, references
 
   def metrics_from_sums(self, sums):
-    if 'exact_match' in sums:
-      total, count = sums['exact_match']
-      return {'exact_match': float(total) / max(float(count), 1.0)}
+    if 'exact_match' in sums:  # synthetic: a (total, count) pair
+      return super().metrics_from_sums(sums)
     out = {'bleu': metrics.bleu_from_stats(sums['bleu'])[0],
            'bleu_lowercase_tokenized': metrics.bleu_from_stats(
                sums['bleu_lowercase_tokenized'], lowercase=True)[0]}

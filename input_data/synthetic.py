@@ -1,24 +1,55 @@
-"""Built-in data for the LM and BERT tasks, generated from the seed.
+"""Built-in data for every task family, generated from the seed (no download).
 
-Every row is built from arithmetic progressions over the ordinary tokens
-(x_t = x_0 + t * step, wrapping around), so each task is learnable in a few
-hundred CPU steps and needs no download or tokenizer. Special ids follow
+Seq2seq: sources are variable-length token sequences (ids 2..vocab-1; 0 is
+padding, 1 is EOS); targets are the source reversed, sorted or copied, then
+EOS (`config.data.task`).
+
+LM and BERT: every row is built from arithmetic progressions over the
+ordinary tokens (x_t = x_0 + t * step, wrapping around), so each task is
+learnable in a few hundred CPU steps and needs no download or tokenizer. Special ids follow
 BERT's order: 0 [PAD], 1 [SEP] (also EOS), 2 [CLS], 3 [MASK]; ordinary
 tokens are 4..vocab-1.
 
 Batch `step` of a split is a pure function of (seed, task, split, step), so
-a resumed run sees exactly the batches it would have seen.
+a resumed run sees exactly the batches it would have seen, on any number
+of hosts (each takes its rows of the global batch).
 """
 from typing import Callable
 
 import numpy as np
 
-from infra import mlm_masking
-from infra.eval_batching import fixed_size_batches
+from input_data import mlm_masking, pipelines
 
 PAD, SEP, CLS, MASK = 0, 1, 2, 3
 FIRST_TOKEN = 4
 _SPLITS = {'train': 0, 'eval': 1}
+EOS = SEP  # seq2seq targets end with id 1
+_SEQ2SEQ_TRANSFORMS = {
+    'reverse': lambda x: x[::-1],
+    'sort': np.sort,
+    'copy': lambda x: x,
+}
+
+
+def seq2seq_rows(rng, count: int, data_cfg, vocab_size: int) -> dict:
+  """inputs [count, max_len], targets [count, max_len + 1] int32: the
+  source transformed by `data_cfg.task`, then EOS."""
+  if data_cfg.task not in _SEQ2SEQ_TRANSFORMS:
+    raise ValueError(f'config.data.task={data_cfg.task!r} is not one of '
+                     f'{", ".join(_SEQ2SEQ_TRANSFORMS)}')
+  if not 1 <= data_cfg.min_len <= data_cfg.max_len:
+    raise ValueError(f'config.data.min_len={data_cfg.min_len} must be in '
+                     f'[1, config.data.max_len={data_cfg.max_len}]')
+  transform = _SEQ2SEQ_TRANSFORMS[data_cfg.task]
+  inputs = np.zeros((count, data_cfg.max_len), np.int32)
+  targets = np.zeros((count, data_cfg.max_len + 1), np.int32)
+  lengths = rng.integers(data_cfg.min_len, data_cfg.max_len + 1, count)
+  for i, length in enumerate(lengths):
+    tokens = rng.integers(2, vocab_size, length)
+    inputs[i, :length] = tokens
+    targets[i, :length] = transform(tokens)
+    targets[i, length] = EOS
+  return {'inputs': inputs, 'targets': targets}
 
 
 def progression(rng, length: int, vocab_size: int, start=None, step=None):
@@ -98,10 +129,10 @@ def qa_rows(rng, count: int, length: int, vocab_size: int) -> dict:
 class SyntheticStream:
   """Infinite training batches of `make(rng, count)`; state is the step."""
 
-  def __init__(self, make: Callable, seed: int, global_batch_size: int,
-               host_rows: slice):
+  def __init__(self, make: Callable, seed: int, global_batch_size: int):
     self.make, self.seed = make, seed
-    self.global_batch_size, self.host_rows = global_batch_size, host_rows
+    self.global_batch_size = global_batch_size
+    self.host_rows = pipelines.host_rows(global_batch_size)
     self.step = 0
 
   def __iter__(self):
@@ -121,8 +152,11 @@ class SyntheticStream:
 
 
 def eval_batches(make: Callable, seed: int, num_examples: int,
-                 global_batch_size: int, host_rows: slice) -> list:
-  """The held-out set (its own random stream), in fixed-size batches."""
-  rng = np.random.default_rng([seed, _SPLITS['eval']])
-  return fixed_size_batches(make(rng, num_examples), global_batch_size,
-                            host_rows)
+                 global_batch_size: int):
+  """The held-out set (its own random stream), laid out as the file
+  pipelines lay out evaluation sets (pipelines.eval_layout)."""
+  rows = make(np.random.default_rng([seed, _SPLITS['eval']]), num_examples)
+  features = [{k: v[i] for k, v in rows.items()} for i in range(num_examples)]
+  return pipelines.eval_layout(
+      None, features, {},
+      batch_size=pipelines.host_batch_size(global_batch_size))

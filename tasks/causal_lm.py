@@ -1,28 +1,36 @@
 """Causal language modelling: the decoder-only LM, next-token loss, and
 greedy continuations of eval rows (scored against the data)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from infra import generation, input_pipeline, losses
-from infra.tasks import synthetic, text_data
-from models.config import model_config_from
-from models.decoder_lm import DecoderLM, output_table
+from decoding import generation
+from input_data import pipelines, synthetic
+from input_data.task_data import TaskData
+from models.decoder_lm import output_table
+from tasks.base import Task, example_weights
+from training import losses
 
 
-class CausalLMTask:
-  """See infra/tasks/__init__.py for the interface.
-
-  Batches: inputs, targets [b, L] (targets = next tokens), weights [b, L];
+class CausalLMTask(Task):
+  """Batches: inputs, targets [b, L] (targets = next tokens), weights [b, L];
   packed rows add inputs_segmentation, inputs_position.
   """
+  model_name = 'decoder_lm'
 
-  def __init__(self, config):
-    self.config = config
-    self.model_config = model_config_from(config.model)
-    self.length = config.data.max_length
-    self.data = text_data.TaskData(config, self.model_config, self._make,
-                                   input_pipeline.lm_batches)
+  @property
+  def length(self) -> int:
+    return self.config.data.max_length
+
+  def make_data(self):
+    return TaskData(
+        self.config, self.model_config,
+        lambda rng, count: synthetic.lm_rows(
+            rng, count, self.length, self.model_config.vocab_size),
+        pipelines.lm_batches, (self.config.data.text_key,))
+
+  @classmethod
+  def decoded_metric_names(cls, config):
+    return ('continuation_accuracy',)
 
   @property
   def bos_id(self) -> int:
@@ -31,29 +39,18 @@ class CausalLMTask:
       return synthetic.SEP
     return self.data.tokenizer().eos_id
 
-  # Model -------------------------------------------------------------------
-  def build_model(self, train: bool, decode: bool = False):
-    return DecoderLM(self.model_config, deterministic=not train,
-                     decode=decode)
-
-  def init_variables(self, rng):
-    return self.build_model(train=False).init(
-        rng, jnp.ones((1, self.length), jnp.int32))
-
   # Loss --------------------------------------------------------------------
   def loss_sums(self, params, batch, rng, train: bool):
     extras = {}
     if 'inputs_segmentation' in batch:
       extras = dict(inputs_segmentation=batch['inputs_segmentation'],
                     inputs_positions=batch['inputs_position'])
-    chunk_length = self.config.get('loss_chunk_length', 0)
-    outputs = self.build_model(train).apply(
-        {'params': params}, batch['inputs'], **extras,
-        return_hidden=bool(chunk_length),
-        rngs={'dropout': rng} if train else {})
-    weights = batch['weights']
-    if 'example_weight' in batch:
-      weights = weights * batch['example_weight'][:, None]
+    chunk_length = self.config.loss_chunk_length
+    outputs = self.apply(params, batch['inputs'], **extras,
+                         return_hidden=bool(chunk_length), rng=rng,
+                         train=train)
+    weights = batch['weights'] * example_weights(
+        batch, batch['weights'].shape[:1])[:, None]
     return losses.next_token_sums(
         outputs, output_table(params, self.model_config), batch['targets'],
         weights, self.config.label_smoothing if train else 0.0, chunk_length)
@@ -80,14 +77,3 @@ class CausalLMTask:
       hits += float((same * weights).sum())
       count += float(weights.sum())
     return {'continuation_accuracy': (hits, count)}
-
-  # Data --------------------------------------------------------------------
-  def _make(self, rng, count):
-    return synthetic.lm_rows(rng, count, self.length,
-                             self.model_config.vocab_size)
-
-  def train_batches(self, workdir, global_batch_size: int, host_rows: slice):
-    return self.data.train_batches(workdir, global_batch_size, host_rows)
-
-  def eval_batches(self, global_batch_size: int, host_rows: slice):
-    return self.data.eval_batches(global_batch_size, host_rows)

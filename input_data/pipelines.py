@@ -16,15 +16,8 @@ padded to the smallest bucket that fits its global batch (few shapes to
 compile, far less padding for decoding). Eval always truncates overlong
 examples (dropping would skip examples) and counts them.
 
-Config fields read here (`config.data`), besides those of
-`text_sources.load_split` (data_dir, format, file_pattern, ...):
-  overlong: 'truncate' (default) or 'drop' for training examples longer than
-    the max length; counts are in `BatchIterator.counters`.
-  packing: seq2seq/LM: pack several examples per row with segment ids
-    (LM with packing=False: a contiguous token stream cut into rows).
-  num_epochs: training epochs (None: repeat forever).
-  eval_length_buckets: e.g. [16, 32, 64]; None: pad to the max length.
-  read_threads: threads that tokenize in parallel (default 2).
+Config fields read here (`config.data`) are declared, with a comment each,
+in configs/base_config.data_config.
 Batch keys and shapes are documented on each builder.
 """
 
@@ -39,14 +32,26 @@ import jax
 import ml_collections
 import numpy as np
 
-from infra import mlm_masking, packing, squad_features, text_sources
+from input_data import mlm_masking, packing, squad_features, text_sources
 
 
-def per_host_batch_size(global_batch: int, process_count: int) -> int:
-  if global_batch % process_count:
+def host_rows(global_batch: int, process_index: int | None = None,
+              process_count: int | None = None) -> slice:
+  """This host's rows of a global batch: the same split everywhere (the
+  device placement in training/parallel.py and every pipeline use it)."""
+  index, count = _host(process_index, process_count)
+  if global_batch % count:
     raise ValueError(f'global batch {global_batch} is not divisible by '
-                     f'{process_count} processes')
-  return global_batch // process_count
+                     f'{count} processes')
+  per_host = global_batch // count
+  return slice(index * per_host, (index + 1) * per_host)
+
+
+def host_batch_size(global_batch: int, process_count: int | None = None
+                    ) -> int:
+  """Rows each host feeds of a global batch."""
+  rows = host_rows(global_batch, 0, process_count)
+  return rows.stop - rows.start
 
 
 class BatchIterator:
@@ -110,15 +115,15 @@ def _train(source: Sequence, fn: Callable, cfg, *, seed, host, batch_size,
   ds = grain.MapDataset.source(source)[index::count]
   if not len(ds):
     raise text_sources.DataError(f'host {index} of {count} has no examples')
-  ds = ds.seed(seed).shuffle().repeat(cfg.get('num_epochs'))
+  ds = ds.seed(seed).shuffle().repeat(cfg.num_epochs)
   ds = ds.random_map(fn) if use_random else ds.map(fn)
   it = ds.to_iter_dataset(grain.ReadOptions(
-      num_threads=cfg.get('read_threads', 2),
+      num_threads=cfg.read_threads,
       prefetch_buffer_size=4 * batch_size))
   limit = None
   if lengths:
     it = limit = packing.LengthLimitIterDataset(
-        it, lengths, cfg.get('overlong', 'truncate'), keep_last_token)
+        it, lengths, cfg.overlong, keep_last_token)
   if pack:
     it = packing.pack(it, lengths, num_packing_bins=batch_size, seed=seed)
   else:
@@ -129,14 +134,18 @@ def _train(source: Sequence, fn: Callable, cfg, *, seed, host, batch_size,
   return Batches(it, limit)
 
 
-def _eval(examples: Sequence[dict], features: list[dict], lengths, cfg, *,
-          host, batch_size, length_key: str | None = None,
-          finalize: Callable | None = None) -> Batches:
+def eval_layout(examples: Sequence[dict] | None, features: list[dict],
+                lengths: dict[str, int], *, batch_size: int,
+                buckets: Sequence[int] | None = None,
+                length_key: str | None = None,
+                finalize: Callable | None = None, host=None) -> Batches:
   """The evaluation layout described in the module docstring.
 
-  `features[i]` is the unpadded dict of arrays for `examples[i]`.
+  `features[i]` is the unpadded dict of arrays for `examples[i]`;
+  `batch_size` is this host's rows; `buckets` pads each batch's
+  `length_key` to the smallest bucket that fits.
   """
-  index, count = host
+  index, count = host or _host(None, None)
   counters = {'examples': len(features), 'truncated': 0, 'dropped': 0}
   for f in features:
     over = [k for k in lengths if len(f[k]) > lengths[k]]
@@ -147,7 +156,6 @@ def _eval(examples: Sequence[dict], features: list[dict], lengths, cfg, *,
     logging.info('eval pipeline: %d of %d examples truncated to %s',
                  counters['truncated'], len(features), lengths)
   order = np.arange(len(features))
-  buckets = cfg.get('eval_length_buckets')
   if buckets:
     order = np.argsort([len(f[length_key]) for f in features], kind='stable')
   global_batch = batch_size * count
@@ -193,10 +201,9 @@ def seq2seq_batches(data_config: ml_collections.ConfigDict, tokenizer,
   Eval adds example_index, example_weight [b].
   """
   cfg, host = data_config, _host(process_index, process_count)
-  b = per_host_batch_size(batch_size, host[1])
+  b = host_batch_size(batch_size, host[1])
   examples = text_sources.load_split(cfg, split)
-  in_key, tgt_key = cfg.get('inputs_key', 'inputs'), cfg.get('targets_key',
-                                                             'targets')
+  in_key, tgt_key = cfg.inputs_key, cfg.targets_key
   eos = np.asarray([tokenizer.eos_id], np.int32)
 
   def tokenize(ex):
@@ -209,9 +216,10 @@ def seq2seq_batches(data_config: ml_collections.ConfigDict, tokenizer,
              'targets': cfg.max_target_length}
   if training:
     return _train(examples, tokenize, cfg, seed=seed, host=host, batch_size=b,
-                  lengths=lengths, pack=cfg.get('packing', False))
-  return _eval(examples, [tokenize(e) for e in examples], lengths, cfg,
-               host=host, batch_size=b, length_key='inputs')
+                  lengths=lengths, pack=cfg.packing)
+  return eval_layout(examples, [tokenize(e) for e in examples], lengths,
+                     host=host, batch_size=b, length_key='inputs',
+                     buckets=cfg.eval_length_buckets)
 
 
 # ---------------------------------------------------------- language model
@@ -241,12 +249,12 @@ def lm_batches(data_config: ml_collections.ConfigDict, tokenizer,
   example_weight [b] (an "example" is a row).
   """
   cfg, host = data_config, _host(process_index, process_count)
-  b = per_host_batch_size(batch_size, host[1])
+  b = host_batch_size(batch_size, host[1])
   length = cfg.max_length
   examples = text_sources.load_split(cfg, split)
-  key = cfg.get('text_key', 'text')
+  key = cfg.text_key
   eos = tokenizer.eos_id
-  if training and cfg.get('packing', False):
+  if training and cfg.packing:
     def doc(ex):
       ids = np.asarray([eos] + tokenizer.encode(ex[key]) + [eos], np.int32)
       return {'inputs': ids[:-1], 'targets': ids[1:]}
@@ -266,8 +274,8 @@ def lm_batches(data_config: ml_collections.ConfigDict, tokenizer,
   if training:
     return _train(np.arange(len(rows)), row, cfg, seed=seed, host=host,
                   batch_size=b, lengths={})
-  return _eval(rows, [row(i) for i in range(len(rows))], {}, cfg, host=host,
-               batch_size=b)
+  return eval_layout(rows, [row(i) for i in range(len(rows))], {}, host=host,
+                     batch_size=b)
 
 
 # ------------------------------------------------------------------- BERT
@@ -291,8 +299,8 @@ def bert_pretraining_batches(data_config: ml_collections.ConfigDict,
   int32, mlm_weights [b, L] float32, nsp_labels [b] int32.
   """
   cfg, host = data_config, _host(process_index, process_count)
-  b = per_host_batch_size(batch_size, host[1])
-  lines = [e[cfg.get('text_key', 'text')]
+  b = host_batch_size(batch_size, host[1])
+  lines = [e[cfg.text_key]
            for e in text_sources.load_split(cfg, split)]
   documents = text_sources.split_documents(lines, cfg.document_boundary)
   instances = mlm_masking.nsp_instances(documents)
@@ -300,22 +308,22 @@ def bert_pretraining_batches(data_config: ml_collections.ConfigDict,
   special = [i for i in (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id,
                          tokenizer.mask_id) if i is not None]
   continuation = None
-  if cfg.get('whole_word_masking', False):
+  if cfg.whole_word_masking:
     continuation = np.asarray([tokenizer.token(i).startswith('##')
                                for i in range(tokenizer.vocab_size)])
 
   def make(instance, rng):
     a, bb, label = mlm_masking.sample_sentence_pair(
         documents, int(instance[0]), int(instance[1]), rng,
-        cfg.get('next_sentence_prob', 0.5))
+        cfg.next_sentence_prob)
     ids, types = mlm_masking.build_pair(tokenizer.encode(a),
                                         tokenizer.encode(bb), length,
                                         tokenizer.cls_id, tokenizer.sep_id)
     ids, types = packing.pad_to(ids, length), packing.pad_to(types, length)
     masked, targets, weights = mlm_masking.mask_tokens(
         ids, rng, vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id,
-        special_ids=special, mask_rate=cfg.get('mask_rate', 0.15),
-        max_predictions=cfg.get('max_predictions'),
+        special_ids=special, mask_rate=cfg.mask_rate,
+        max_predictions=cfg.max_predictions or None,
         is_continuation=None if continuation is None else continuation[ids])
     return {'input_ids': masked, 'token_type_ids': types,
             'attention_mask': (ids != tokenizer.pad_id).astype(np.int32),
@@ -329,7 +337,7 @@ def bert_pretraining_batches(data_config: ml_collections.ConfigDict,
   # Eval: one fixed draw per instance, from (seed, index).
   feats = [make(inst, np.random.default_rng([seed, i]))
            for i, inst in enumerate(source)]
-  return _eval(instances, feats, {}, cfg, host=host, batch_size=b)
+  return eval_layout(instances, feats, {}, host=host, batch_size=b)
 
 
 # ------------------------------------------- classification and extractive QA
@@ -348,15 +356,13 @@ def classification_batches(data_config: ml_collections.ConfigDict, tokenizer,
   int32 (float32 for regression). Eval adds example_index, example_weight.
   """
   cfg, host = data_config, _host(process_index, process_count)
-  b = per_host_batch_size(batch_size, host[1])
+  b = host_batch_size(batch_size, host[1])
   examples = text_sources.load_split(cfg, split)
-  pair_key = cfg.get('text_pair_key')
-  label_dtype = np.float32 if cfg.get('label_type', 'int') == 'float' else (
-      np.int32)
+  pair_key = cfg.text_pair_key
+  label_dtype = np.float32 if cfg.label_type == 'float' else np.int32
 
   def tokenize(ex):
-    ids = [tokenizer.cls_id] + tokenizer.encode(ex[cfg.get('text_key',
-                                                           'sentence')])
+    ids = [tokenizer.cls_id] + tokenizer.encode(ex[cfg.text_key])
     ids.append(tokenizer.sep_id)
     types = [0] * len(ids)
     if pair_key:
@@ -365,15 +371,16 @@ def classification_batches(data_config: ml_collections.ConfigDict, tokenizer,
     ids = np.asarray(ids, np.int32)
     return {'input_ids': ids, 'token_type_ids': np.asarray(types, np.int32),
             'attention_mask': np.ones_like(ids),
-            'labels': label_dtype(float(ex[cfg.get('label_key', 'label')]))}
+            'labels': label_dtype(float(ex[cfg.label_key]))}
 
   lengths = dict.fromkeys(('input_ids', 'token_type_ids', 'attention_mask'),
                           cfg.max_length)
   if training:
     return _train(examples, tokenize, cfg, seed=seed, host=host, batch_size=b,
                   lengths=lengths)
-  return _eval(examples, [tokenize(e) for e in examples], lengths, cfg,
-               host=host, batch_size=b, length_key='input_ids')
+  return eval_layout(examples, [tokenize(e) for e in examples], lengths,
+                     host=host, batch_size=b, length_key='input_ids',
+                     buckets=cfg.eval_length_buckets)
 
 
 def qa_batches(data_config: ml_collections.ConfigDict, tokenizer,
@@ -389,18 +396,18 @@ def qa_batches(data_config: ml_collections.ConfigDict, tokenizer,
   `squad_features.best_spans(batches.examples, batches.features, ...)`.
   """
   cfg, host = data_config, _host(process_index, process_count)
-  b = per_host_batch_size(batch_size, host[1])
+  b = host_batch_size(batch_size, host[1])
   examples = text_sources.load_split(cfg, split)
   features = squad_features.make_features(
-      examples, tokenizer, max_length=cfg.get('max_length', 384),
-      doc_stride=cfg.get('doc_stride', 128),
-      max_query_length=cfg.get('max_query_length', 64))
+      examples, tokenizer, max_length=cfg.max_length,
+      doc_stride=cfg.doc_stride, max_query_length=cfg.max_query_length)
   if training:
     out = _train(np.arange(len(features)), features.model_inputs, cfg,
                  seed=seed, host=host, batch_size=b, lengths={})
   else:
-    out = _eval(np.arange(len(features)),
-                [features.model_inputs(i) for i in range(len(features))], {},
-                cfg, host=host, batch_size=b)
+    out = eval_layout(
+        np.arange(len(features)),
+        [features.model_inputs(i) for i in range(len(features))], {},
+        host=host, batch_size=b)
   out.features, out.examples = features, examples
   return out

@@ -1,6 +1,6 @@
 """Text generation with a decoder-only LM: cache + callback + `sampling.sample`.
 
-The model knows no decoding and `infra.sampling` knows no model; this module
+The model knows no decoding and `decoding.sampling` knows no model; this module
 joins them for `models.decoder_lm.DecoderLM`.
 """
 from typing import Sequence
@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infra import sampling
+from decoding import sampling
 from models.config import ModelConfig
 from models.decoder_lm import DecoderLM, init_cache
 
@@ -26,7 +26,7 @@ def generate(model_cfg: ModelConfig, params, prompts, rng, *,
              max_decode_len: int, temperature: float = 1.0, top_k: int = 0,
              top_p: float = 1.0, stop_ids: Sequence[int] = (),
              bos_id: int = 0, pad_id: int = 0):
-  """Samples continuations of `prompts` with `infra.sampling.sample`.
+  """Samples continuations of `prompts` with `decoding.sampling.sample`.
 
   prompts: int [batch, P] right-padded with pad_id, or a list of id lists of
     different lengths (padded here). They exclude `bos_id`, which is fed

@@ -4,12 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infra import input_pipeline, metrics, squad_features
-from infra.tasks import synthetic, text_data
-from models.bert import BertForQuestionAnswering
-from models.config import model_config_from
-
-_INPUTS = ('input_ids', 'token_type_ids', 'attention_mask')
+from input_data import pipelines, squad_features, synthetic
+from input_data.task_data import TaskData
+from tasks.base import BertTask, example_weights
+from training import metrics, parallel
 
 
 def best_span(start_logits, end_logits, max_answer_length: int):
@@ -32,44 +30,36 @@ def _nll_sum(logits, positions, weights):
   return (nll * weights).sum()
 
 
-class ExtractiveQATask:
-  """See infra/tasks/__init__.py for the interface.
-
-  Batches: input_ids, token_type_ids, attention_mask [b, L],
+class ExtractiveQATask(BertTask):
+  """Batches: input_ids, token_type_ids, attention_mask [b, L],
   start_positions, end_positions [b] (token indices of the answer; 0, the
   [CLS], for a window without the answer).
   """
+  model_name = 'bert_qa'
 
-  def __init__(self, config):
-    self.config = config
-    self.model_config = model_config_from(config.model)
-    self.length = config.data.max_length
-    self.max_answer_length = config.data.get('max_answer_length', 30)
-    self.data = text_data.TaskData(config, self.model_config, self._make,
-                                   input_pipeline.qa_batches)
-    self._eval = None
+  def make_data(self):
+    cfg, length = self.model_config, self.config.data.max_length
+    return TaskData(
+        self.config, cfg,
+        lambda rng, count: synthetic.qa_rows(rng, count, length,
+                                             cfg.vocab_size),
+        pipelines.qa_batches, ('question', 'context'))
 
-  # Model -------------------------------------------------------------------
-  def build_model(self, train: bool, decode: bool = False):
-    if decode:
-      raise ValueError('BERT has no decoding mode')
-    return BertForQuestionAnswering(self.model_config,
-                                    deterministic=not train)
+  @classmethod
+  def decoded_metric_names(cls, config):
+    if config.data.source == 'synthetic':
+      return ('span_exact_match',)
+    return ('exact_match', 'f1')
 
-  def init_variables(self, rng):
-    ids = jnp.ones((1, self.length), jnp.int32)
-    return self.build_model(train=False).init(rng, ids, ids, ids)
-
-  def _logits(self, params, batch, rng, train):
-    return self.build_model(train).apply(
-        {'params': params}, *(batch[k] for k in _INPUTS),
-        rngs={'dropout': rng} if train else {})
+  @property
+  def max_answer_length(self) -> int:
+    return self.config.data.max_answer_length
 
   # Loss --------------------------------------------------------------------
   def loss_sums(self, params, batch, rng, train: bool):
-    out = self._logits(params, batch, rng, train)
+    out = self.forward(params, batch, rng, train)
     starts, ends = batch['start_positions'], batch['end_positions']
-    weights = batch.get('example_weight', jnp.ones(starts.shape, jnp.float32))
+    weights = example_weights(batch, starts.shape)
     loss = 0.5 * (_nll_sum(out['start_logits'], starts, weights) +
                   _nll_sum(out['end_logits'], ends, weights))
     hits = ((jnp.argmax(out['start_logits'], -1) == starts) &
@@ -79,7 +69,7 @@ class ExtractiveQATask:
   # Prediction --------------------------------------------------------------
   def predict(self, params, batch):
     """Best spans and the logits (for SQuAD answers across windows)."""
-    out = self._logits(params, batch, None, False)
+    out = self.forward(params, batch)
     start, end = best_span(out['start_logits'], out['end_logits'],
                            self.max_answer_length)
     return dict(start=start, end=end, start_logits=out['start_logits'],
@@ -100,39 +90,25 @@ class ExtractiveQATask:
     return self._squad_scores(predictions, batches)
 
   def _squad_scores(self, predictions, batches):
-    features = self._eval.features
+    """The windows of a question may be on any host: gather every window's
+    logits, then take each question's best span across its windows."""
+    features = self.data.eval_pipeline.features
+    examples = self.data.eval_pipeline.examples
     rows = []  # (feature index, start logits, end logits) of this host
     for pred, batch in zip(predictions, batches):
       for i, f in enumerate(np.asarray(batch['example_index'])):
         if f >= 0:
           rows.append([int(f), np.asarray(pred['start_logits'][i]).tolist(),
                        np.asarray(pred['end_logits'][i]).tolist()])
-    rows = metrics.allgather_objects(rows)  # windows of a question may be
-    start = np.full(features.input_ids.shape, -1e9, np.float32)  # anywhere
+    start = np.full(features.input_ids.shape, -1e9, np.float32)
     end = np.full(features.input_ids.shape, -1e9, np.float32)
-    for f, s, e in rows:
+    for f, s, e in parallel.allgather_objects(rows):
       start[f], end[f] = s, e
     answers = squad_features.best_spans(
-        self._eval.examples, features, start, end,
+        examples, features, start, end,
         max_answer_length=self.max_answer_length)
-    sums = np.zeros(3)
-    for ex in self._eval.examples:
-      refs = [a['text'] for a in ex['answers']]
-      sums += [metrics.squad_exact_match(answers[ex['id']], refs),
-               metrics.squad_f1(answers[ex['id']], refs), 1]
-    if jax.process_index() != 0:  # train.py sums over hosts
+    sums = metrics.squad_sums(answers, examples)
+    if jax.process_index() != 0:  # every host holds all: train.py sums
       sums[:] = 0
     return {'exact_match': (100 * sums[0], sums[2]),
             'f1': (100 * sums[1], sums[2])}
-
-  # Data --------------------------------------------------------------------
-  def _make(self, rng, count):
-    return synthetic.qa_rows(rng, count, self.length,
-                             self.model_config.vocab_size)
-
-  def train_batches(self, workdir, global_batch_size: int, host_rows: slice):
-    return self.data.train_batches(workdir, global_batch_size, host_rows)
-
-  def eval_batches(self, global_batch_size: int, host_rows: slice):
-    self._eval = self.data.eval_batches(global_batch_size, host_rows)
-    return self._eval

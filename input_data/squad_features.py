@@ -73,7 +73,7 @@ def make_features(examples: Sequence[dict[str, Any]], tokenizer, *,
   Args:
     examples: dicts with 'question', 'context' and 'answers' (list of
       {'text', 'answer_start'}; the first answer gives the training label).
-    tokenizer: a BERT-style tokenizer from infra.tokenizers (needs cls_id,
+    tokenizer: a BERT-style tokenizer from input_data.tokenizers (needs cls_id,
       sep_id and encode_with_offsets).
   """
   rows = {k: [] for k in ('input_ids', 'token_type_ids', 'start', 'end',

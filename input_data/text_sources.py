@@ -4,7 +4,8 @@ All readers return Python lists: the data sets this codebase trains on fit in
 memory, and a list is what `grain.MapDataset.source` indexes. Problems with a
 file raise `DataError`, whose one-line message names the file (and line).
 
-Config fields read by `load_split` (`config.data`):
+Config fields read by `load_split` (`config.data`; declared with their
+defaults in configs/base_config.data_config):
   data_dir: directory holding the files (never hard-coded).
   format: 'lines' (one example per line -> {'text'}), 'text' (the whole file
     as one example -> {'text'}, cut by `split_fractions`), 'parallel' (two
@@ -15,8 +16,8 @@ Config fields read by `load_split` (`config.data`):
   inputs_pattern, targets_pattern: the two files of 'parallel'.
   split_fractions: 'text' only: {split: (begin, end)} fractions of the file,
     e.g. {'train': (0.0, 0.9), 'validation': (0.9, 1.0)}.
-  skip_empty_lines: 'lines' only: drop blank lines (default True).
-  max_examples: keep only the first N examples (None: all), for smoke tests.
+  skip_empty_lines: 'lines' only: drop blank lines.
+  max_examples: keep only the first N examples (0: all), for smoke tests.
   hf_name, hf_config: 'hf' only.
 """
 
@@ -184,19 +185,19 @@ def load_split(data_config: ml_collections.ConfigDict, split: str
   cfg = data_config
   fmt = cfg.format
   if fmt == 'hf':
-    examples = read_hf_dataset(cfg.hf_name, split, cfg.get('hf_config'))
+    examples = read_hf_dataset(cfg.hf_name, split, cfg.hf_config or None)
   else:
-    data_dir = resolve_data_dir(cfg.get('data_dir', ''))
+    data_dir = resolve_data_dir(cfg.data_dir)
     path = lambda p: os.path.join(data_dir, p.format(split=split))
     if fmt == 'parallel':
       examples = read_parallel(path(cfg.inputs_pattern),
                                path(cfg.targets_pattern))
     elif fmt == 'lines':
       examples = [{'text': l} for l in read_lines(
-          path(cfg.file_pattern), cfg.get('skip_empty_lines', True))]
+          path(cfg.file_pattern), cfg.skip_empty_lines)]
     elif fmt == 'text':
       text = read_text(path(cfg.file_pattern))
-      if split not in cfg.split_fractions:
+      if not cfg.split_fractions or split not in cfg.split_fractions:
         raise DataError(f'config.data.split_fractions: no split {split!r}')
       begin, end = cfg.split_fractions[split]
       examples = [{'text': text[int(begin * len(text)):int(end * len(text))]}]
@@ -209,6 +210,6 @@ def load_split(data_config: ml_collections.ConfigDict, split: str
       examples = read_squad(path(cfg.file_pattern))
     else:
       raise DataError(f'config.data.format: unknown format {fmt!r}')
-  if cfg.get('max_examples'):
+  if cfg.max_examples:
     examples = examples[:cfg.max_examples]
   return examples

@@ -1,0 +1,103 @@
+"""The one interface between a network's logits and the train loop.
+
+A task owns its model family, its loss, its predictions and its data, so one
+train loop (train.py) serves every family (the t5x split). Subclasses name
+their network (`model_name`, a key of models/registry.py) and fill in the
+abstract methods; model building and initialisation are shared here.
+"""
+import abc
+
+import jax.numpy as jnp
+
+from input_data.task_data import TaskData
+from models import registry
+from models.config import model_config_from
+
+
+class Task(abc.ABC):
+  """What train.py calls. Every method but the data ones is pure (jittable).
+
+  loss_sums returns sums, never means: 'loss', 'weight' (its token or
+  example count), 'correct', and any extra sums. train.py divides them by
+  'weight' after summing over devices, except 'X_correct' with an
+  'X_examples' count, which becomes 'X_accuracy'.
+  """
+  model_name: str  # models/registry.py name of the network
+
+  def __init__(self, config):
+    self.config = config
+    self.model_config = model_config_from(config.model)
+    self.data: TaskData = self.make_data()
+
+  # Model -------------------------------------------------------------------
+  def build_model(self, train: bool, decode: bool = False):
+    return registry.build(self.model_name, self.model_config,
+                          deterministic=not train, decode=decode)
+
+  def init_variables(self, rng):
+    """Fresh variables (pure: train.py jits it)."""
+    return self.build_model(train=False).init(
+        rng, *registry.dummy_inputs(self.model_name, self.model_config))
+
+  def apply(self, params, *args, rng=None, train: bool = False, **kwargs):
+    """The network's forward pass (dropout from `rng` when training)."""
+    return self.build_model(train).apply(
+        {'params': params}, *args, rngs={'dropout': rng} if train else {},
+        **kwargs)
+
+  # Loss and predictions ----------------------------------------------------
+  @abc.abstractmethod
+  def loss_sums(self, params, batch, rng, train: bool) -> dict:
+    """Sums over the batch's weighted tokens or examples (see class doc)."""
+
+  @abc.abstractmethod
+  def predict(self, params, batch):
+    """Per-example outputs (e.g. beam search), pure."""
+
+  @abc.abstractmethod
+  def score(self, predictions, batches) -> dict:
+    """Host-side sums of decoded-output metrics over this host's real
+    examples; train.py sums them over hosts, then `metrics_from_sums`."""
+
+  def metrics_from_sums(self, sums: dict) -> dict:
+    """Metrics from host-summed `score` output: by default each value is a
+    (total, count) pair and the metric is their ratio."""
+    return {name: float(total) / max(float(count), 1.0)
+            for name, (total, count) in sums.items()}
+
+  @classmethod
+  def decoded_metric_names(cls, config) -> tuple[str, ...]:
+    """Names `metrics_from_sums` reports for `config` (without 'eval/'),
+    known without loading data: sweeps check their objective with it."""
+    del config
+    return ()
+
+  # Data --------------------------------------------------------------------
+  @abc.abstractmethod
+  def make_data(self) -> TaskData:
+    """The task's TaskData (synthetic rows and file pipeline)."""
+
+  def train_batches(self, workdir: str, global_batch_size: int):
+    """Infinite iterator of this host's rows, with get_state()/set_state()
+    (saved in checkpoints)."""
+    return self.data.train_batches(workdir, global_batch_size)
+
+  def eval_batches(self, global_batch_size: int):
+    """Re-iterable host batches, each with 'example_weight' (0: filler)."""
+    return self.data.eval_batches(global_batch_size)
+
+
+class BertTask(Task):
+  """Tasks on a BERT encoder: the three id inputs of every batch."""
+  INPUTS = ('input_ids', 'token_type_ids', 'attention_mask')
+
+  def forward(self, params, batch, rng=None, train=False, **kwargs):
+    return self.apply(params, *(batch[k] for k in self.INPUTS), rng=rng,
+                      train=train, **kwargs)
+
+
+def example_weights(batch, shape):
+  """Eval batches weight filler rows 0; training batches have none."""
+  if 'example_weight' in batch:
+    return batch['example_weight']
+  return jnp.ones(shape, jnp.float32)

@@ -1,0 +1,81 @@
+"""The resolved config of a run, kept in its workdir as `config.json`.
+
+train.py writes it when a run starts and compares it when a run resumes;
+the commands that use a trained workdir (evaluate, predict, export) read it
+back, so they need no --config.
+"""
+import json
+import os
+
+import ml_collections
+
+FILENAME = 'config.json'
+# Fields that may change between the legs of one run: how long it trains and
+# how often it logs, evaluates and saves. Anything else changes the run.
+MAY_CHANGE = ('num_train_steps', 'log_every', 'eval_every',
+              'checkpoint_every', 'keep_checkpoints',
+              'average_last_checkpoints')
+
+
+def flatten(config, prefix: str = '') -> dict:
+  """{'model.d_model': 64, ...} with JSON values (tuples become lists)."""
+  out = {}
+  for name, value in config.items():
+    if isinstance(value, (ml_collections.ConfigDict, dict)) and name != (
+        'split_fractions'):
+      out.update(flatten(value, f'{prefix}{name}.'))
+    else:
+      out[prefix + name] = json.loads(json.dumps(_plain(value)))
+  return out
+
+
+def _plain(value):
+  if isinstance(value, (ml_collections.ConfigDict, dict)):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  return value
+
+
+def save(config, workdir: str):
+  """Writes `workdir/config.json` (atomically: write, then rename)."""
+  path = os.path.join(workdir, FILENAME)
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    json.dump(_plain(config), f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(path + '.tmp', path)
+
+
+def load_flat(workdir: str) -> dict | None:
+  """The flattened config a run in `workdir` started with (None: none)."""
+  path = os.path.join(workdir, FILENAME)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding='utf-8') as f:
+      return flatten(json.load(f))
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f'{path} cannot be read: {e}') from None
+
+
+def load(workdir: str, base: ml_collections.ConfigDict
+         ) -> ml_collections.ConfigDict:
+  """The run's config laid over `base` (configs.base_config.base_config()),
+  so fields added to the base since the run started keep their defaults."""
+  path = os.path.join(workdir, FILENAME)
+  if not os.path.exists(path):
+    raise ValueError(f'{workdir} has no {FILENAME}: not a training workdir')
+  with open(path, encoding='utf-8') as f:
+    saved = json.load(f)
+  with base.unlocked(), base.ignore_type():
+    base.update_from_flattened_dict(flatten(saved))
+  return base
+
+
+def differences(saved: dict, config) -> list[str]:
+  """Fields (dotted) whose value differs from the saved run's, except those
+  in MAY_CHANGE."""
+  current = flatten(config)
+  names = sorted(set(saved) | set(current))
+  return [n for n in names if n not in MAY_CHANGE
+          and saved.get(n, '<absent>') != current.get(n, '<absent>')]
