@@ -65,6 +65,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.b2 = 0.98
   config.optimizer.eps = 1e-9
   config.optimizer.weight_decay = 0.0  # adamw only
+  # adamw: decay only matrices (kernels, embeddings), not biases and norms
+  config.optimizer.decay_only_matrices = False
   config.optimizer.grad_clip_norm = 0.0  # 0: no clipping
 
   config.decode = ml_collections.ConfigDict()
@@ -126,6 +128,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   data.num_epochs = None           # None: repeat forever
   data.eval_length_buckets = None  # e.g. [16, 32, 64]: pad eval per bucket
   data.read_threads = 2            # tokenizing threads
+  data.random_offsets = False      # LM training rows start at random tokens
   # BERT pre-training (input_data/mlm_masking.py).
   data.document_boundary = 'blank_line'  # or 'wikitext_heading'
   data.mask_rate = 0.15

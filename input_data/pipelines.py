@@ -271,6 +271,17 @@ def lm_batches(data_config: ml_collections.ConfigDict, tokenizer,
     return {'inputs': rows[i, :-1], 'targets': rows[i, 1:],
             'weights': valid[i, 1:].astype(np.float32)}
 
+  if training and cfg.random_offsets:
+    # nanoGPT's sampling: each row starts at a uniformly random token; an
+    # "epoch" is as many rows as the stream has non-overlapping ones.
+    def random_row(i, rng):
+      del i
+      start = rng.integers(0, max(len(stream) - length, 1))
+      window = packing.pad_to(stream[start:start + length + 1], length + 1)
+      return {'inputs': window[:-1], 'targets': window[1:],
+              'weights': (window[1:] > 0).astype(np.float32)}
+    return _train(np.arange(len(rows)), random_row, cfg, seed=seed,
+                  host=host, batch_size=b, lengths={}, use_random=True)
   if training:
     return _train(np.arange(len(rows)), row, cfg, seed=seed, host=host,
                   batch_size=b, lengths={})

@@ -47,7 +47,9 @@ class TaskData:
           for key in self.text_keys:
             yield example[key]
 
-      self._tokenizer = tokenizers.build_tokenizer(self.config.tokenizer,
+      tokenizer_config = tokenizers.from_checkpoint_dir(
+          self.config.tokenizer, self.config.init_from)
+      self._tokenizer = tokenizers.build_tokenizer(tokenizer_config,
                                                    workdir or '', texts)
       vocab = self.model_config.vocab_size
       if self._tokenizer.vocab_size > vocab:

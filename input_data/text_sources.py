@@ -14,8 +14,9 @@ defaults in configs/base_config.data_config):
     per question) or 'hf' (a Hugging Face `datasets` name; needs network).
   file_pattern: file name under data_dir; '{split}' is replaced by the split.
   inputs_pattern, targets_pattern: the two files of 'parallel'.
-  split_fractions: 'text' only: {split: (begin, end)} fractions of the file,
-    e.g. {'train': (0.0, 0.9), 'validation': (0.9, 1.0)}.
+  split_fractions: 'text': {split: (begin, end)} fractions of the file,
+    e.g. {'train': (0.0, 0.9), 'validation': (0.9, 1.0)}; 'squad':
+    fractions of the articles (in file order).
   skip_empty_lines: 'lines' only: drop blank lines.
   max_examples: keep only the first N examples (0: all), for smoke tests.
   hf_name, hf_config: 'hf' only.
@@ -179,6 +180,15 @@ def split_documents(lines: list[str], boundary: str) -> list[list[str]]:
   return docs
 
 
+def _fraction(cfg, split: str, size: int) -> tuple[int, int]:
+  """[begin, end) of `size` items that config.data.split_fractions gives
+  `split`."""
+  if not cfg.split_fractions or split not in cfg.split_fractions:
+    raise DataError(f'config.data.split_fractions: no split {split!r}')
+  begin, end = cfg.split_fractions[split]
+  return int(begin * size), int(end * size)
+
+
 def load_split(data_config: ml_collections.ConfigDict, split: str
                ) -> list[dict[str, Any]]:
   """Reads one split as a list of example dicts (fields: module docstring)."""
@@ -197,10 +207,8 @@ def load_split(data_config: ml_collections.ConfigDict, split: str
           path(cfg.file_pattern), cfg.skip_empty_lines)]
     elif fmt == 'text':
       text = read_text(path(cfg.file_pattern))
-      if not cfg.split_fractions or split not in cfg.split_fractions:
-        raise DataError(f'config.data.split_fractions: no split {split!r}')
-      begin, end = cfg.split_fractions[split]
-      examples = [{'text': text[int(begin * len(text)):int(end * len(text))]}]
+      begin, end = _fraction(cfg, split, len(text))
+      examples = [{'text': text[begin:end]}]
     elif fmt in ('tsv', 'csv'):
       examples = read_table(path(cfg.file_pattern),
                             '\t' if fmt == 'tsv' else ',')
@@ -208,6 +216,11 @@ def load_split(data_config: ml_collections.ConfigDict, split: str
       examples = read_jsonl(path(cfg.file_pattern))
     elif fmt == 'squad':
       examples = read_squad(path(cfg.file_pattern))
+      if cfg.split_fractions:  # whole articles, so no context is in both
+        titles = list(dict.fromkeys(e['title'] for e in examples))
+        begin, end = _fraction(cfg, split, len(titles))
+        keep = set(titles[begin:end])
+        examples = [e for e in examples if e['title'] in keep]
     else:
       raise DataError(f'config.data.format: unknown format {fmt!r}')
   if cfg.max_examples:

@@ -224,6 +224,24 @@ class CharTokenizer:
     return self.encode(text), [(i, i + 1) for i in range(len(text))]
 
 
+def from_checkpoint_dir(tokenizer_config: ml_collections.ConfigDict,
+                        checkpoint_dir: str) -> ml_collections.ConfigDict:
+  """`tokenizer_config`, or the tokenizer saved beside a pre-trained
+  checkpoint (a Hugging Face directory: tokenizer.json, else vocab.txt), so
+  fine-tuning reads text exactly as the checkpoint was trained to."""
+  if not checkpoint_dir or not os.path.isdir(checkpoint_dir):
+    return tokenizer_config
+  for name, kind in (('tokenizer.json', 'hf_json'), ('vocab.txt',
+                                                      'wordpiece')):
+    path = os.path.join(checkpoint_dir, name)
+    if os.path.exists(path):
+      config = tokenizer_config.copy_and_resolve_references()
+      with config.unlocked():
+        config.update(kind=kind, path=path)
+      return config
+  return tokenizer_config
+
+
 def build_tokenizer(tokenizer_config: ml_collections.ConfigDict, workdir: str,
                     training_texts_fn: Callable[[], Iterable[str]] | None = None
                     ) -> Tokenizer:

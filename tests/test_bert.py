@@ -63,7 +63,7 @@ def test_released_sizes_have_the_published_parameter_counts(size, expected):
 
 
 def test_every_released_size_builds():
-  for size, (layers, width) in bert_sizes.SIZES.items():
+  for size, (layers, width, _) in bert_sizes.SIZES.items():
     cfg = model_config_from(model_config(**bert_sizes.bert_model(size)))
     shapes = registry.param_shapes('bert_pretraining', cfg)
     assert len([k for k in shapes['bert']['stack'] if k.startswith('layers_')]

@@ -46,7 +46,10 @@ _EXPERIMENTS = [
     ('causal_lm', 'size=small_char,data=shakespeare'),
     ('bert_pretraining', None), ('bert_pretraining', 'data=wikitext2'),
     ('bert_finetune', None), ('bert_finetune', 'task=qa'),
-    ('bert_finetune', 'data=sst2'),
+    ('bert_finetune', 'data=sst2'), ('bert_finetune', 'data=sst2,init=minilm'),
+    ('bert_finetune', 'task=qa,data=squad,init=minilm'),
+    ('shakespeare_char', 'cpu'), ('shakespeare_char', 'gpu'),
+    ('multi30k_de_en', None),
 ]
 
 

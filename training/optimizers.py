@@ -1,4 +1,5 @@
 """Optimiser and learning-rate schedule from `config.optimizer`."""
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -40,11 +41,23 @@ def make_optimizer(opt_config, total_steps: int):
     opt = optax.adam(schedule, b1=opt_config.b1, b2=opt_config.b2,
                      eps=opt_config.eps)
   elif opt_config.name == 'adamw':
+    mask = _matrices if opt_config.decay_only_matrices else None
     opt = optax.adamw(schedule, b1=opt_config.b1, b2=opt_config.b2,
-                      eps=opt_config.eps, weight_decay=opt_config.weight_decay)
+                      eps=opt_config.eps, weight_decay=opt_config.weight_decay,
+                      mask=mask)
   else:
     raise ValueError(f'optimizer.name={opt_config.name!r} is not one of adam, '
                      'adamw')
   if opt_config.grad_clip_norm > 0:
     opt = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), opt)
   return opt, schedule
+
+
+def _matrices(params):
+  """True for the weight matrices (kernels, embeddings): GPT-2 and nanoGPT
+  decay only those, not biases and LayerNorm scales. By name, not by rank,
+  so layers stacked by nn.scan (an extra leading axis) are judged alike."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], 'key', None) in ('kernel',
+                                                         'embedding'),
+      params)
