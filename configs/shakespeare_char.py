@@ -48,7 +48,8 @@ def get_config(arg: str | None = 'cpu'):
       vocab_size=72,           # 65 characters + PAD/EOS/UNK, padded to 8
       num_heads=v['heads'], d_ff=4 * v['width'], max_len=v['block'],
       dropout_rate=v['dropout'], attention_dropout_rate=v['dropout'],
-      use_bias=False,          # nanoGPT's bias=False
+      use_bias=False,          # nanoGPT's bias=False (LayerNorms too)
+      activation='gelu',       # nn.GELU(): exact, not GPT-2's tanh form
       scale_residual_init=True)
   config.model = model_config(**model)
 

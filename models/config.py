@@ -46,7 +46,7 @@ class ModelConfig:
   share_embeddings: bool = True    # one table for source and target tokens
   tie_output_embedding: bool = True  # logits = x @ embedding^T
   scale_embedding: bool = True     # embeddings * sqrt(d_model), as the paper
-  use_bias: bool = True
+  use_bias: bool = True           # biases in dense layers and LayerNorms
   init_std: float = 0.0            # 0: Xavier-uniform kernels; >0: N(0, std)
   scale_residual_init: bool = False  # GPT-2: residual-branch output kernels
                                      # at variance / (2 * layers)
