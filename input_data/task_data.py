@@ -47,13 +47,27 @@ class TaskData:
           for key in self.text_keys:
             yield example[key]
 
-      self._tokenizer = tokenizers.build_tokenizer(self.config.tokenizer,
-                                                   workdir or '', texts)
-      vocab = self.model_config.vocab_size
-      if self._tokenizer.vocab_size > vocab:
-        raise ValueError(f'the tokenizer has {self._tokenizer.vocab_size} '
-                         f'tokens but config.model.vocab_size={vocab}')
+      self._tokenizer = self._checked(tokenizers.build_tokenizer(
+          self.config.tokenizer, workdir or '', texts))
     return self._tokenizer
+
+  def run_tokenizer(self, workdir: str):
+    """The tokenizer a finished run in `workdir` used (for evaluate,
+    predict, export): its saved file, never one trained anew. Built-in
+    data: token ids written as numbers (synthetic.IdTokenizer)."""
+    if self.synthetic:
+      return synthetic.IdTokenizer(self.model_config.vocab_size)
+    if self._tokenizer is None:
+      self._tokenizer = self._checked(tokenizers.build_tokenizer(
+          self.config.tokenizer, workdir))
+    return self._tokenizer
+
+  def _checked(self, tokenizer):
+    vocab = self.model_config.vocab_size
+    if tokenizer.vocab_size > vocab:
+      raise ValueError(f'the tokenizer has {tokenizer.vocab_size} '
+                       f'tokens but config.model.vocab_size={vocab}')
+    return tokenizer
 
   def _pipeline(self, global_batch_size, training, workdir=None):
     data = self.config.data
