@@ -148,10 +148,7 @@ def eval_layout(examples: Sequence[dict] | None, features: list[dict],
   index, count = host or _host(None, None)
   counters = {'examples': len(features), 'truncated': 0, 'dropped': 0}
   for f in features:
-    over = [k for k in lengths if len(f[k]) > lengths[k]]
-    counters['truncated'] += bool(over)
-    for k in over:  # Keep the last token (EOS/[SEP]) as training does.
-      f[k] = np.concatenate([f[k][:lengths[k] - 1], f[k][-1:]])
+    counters['truncated'] += truncate(f, lengths)
   if counters['truncated']:
     logging.info('eval pipeline: %d of %d examples truncated to %s',
                  counters['truncated'], len(features), lengths)
@@ -373,16 +370,9 @@ def classification_batches(data_config: ml_collections.ConfigDict, tokenizer,
   label_dtype = np.float32 if cfg.label_type == 'float' else np.int32
 
   def tokenize(ex):
-    ids = [tokenizer.cls_id] + tokenizer.encode(ex[cfg.text_key])
-    ids.append(tokenizer.sep_id)
-    types = [0] * len(ids)
-    if pair_key:
-      second = tokenizer.encode(ex[pair_key]) + [tokenizer.sep_id]
-      ids, types = ids + second, types + [1] * len(second)
-    ids = np.asarray(ids, np.int32)
-    return {'input_ids': ids, 'token_type_ids': np.asarray(types, np.int32),
-            'attention_mask': np.ones_like(ids),
-            'labels': label_dtype(float(ex[cfg.label_key]))}
+    return dict(sentence_features(tokenizer, ex[cfg.text_key],
+                                  ex[pair_key] if pair_key else None),
+                labels=label_dtype(float(ex[cfg.label_key])))
 
   lengths = dict.fromkeys(('input_ids', 'token_type_ids', 'attention_mask'),
                           cfg.max_length)
@@ -392,6 +382,30 @@ def classification_batches(data_config: ml_collections.ConfigDict, tokenizer,
   return eval_layout(examples, [tokenize(e) for e in examples], lengths,
                      host=host, batch_size=b, length_key='input_ids',
                      buckets=cfg.eval_length_buckets)
+
+
+def sentence_features(tokenizer, text: str, pair: str | None = None
+                      ) -> dict[str, np.ndarray]:
+  """[CLS] text [SEP] (pair [SEP]): input_ids, token_type_ids (0, then 1
+  for the pair) and attention_mask [l] int32, unpadded."""
+  ids = [tokenizer.cls_id] + tokenizer.encode(text) + [tokenizer.sep_id]
+  types = [0] * len(ids)
+  if pair is not None:
+    second = tokenizer.encode(pair) + [tokenizer.sep_id]
+    ids, types = ids + second, types + [1] * len(second)
+  ids = np.asarray(ids, np.int32)
+  return {'input_ids': ids, 'token_type_ids': np.asarray(types, np.int32),
+          'attention_mask': np.ones_like(ids)}
+
+
+def truncate(feature: dict, lengths: dict[str, int]) -> bool:
+  """Cuts `feature`'s arrays to `lengths`, keeping the last token
+  (EOS/[SEP]) as training does; True if any was cut."""
+  over = [k for k in lengths if len(feature[k]) > lengths[k]]
+  for k in over:
+    feature[k] = np.concatenate([feature[k][:lengths[k] - 1],
+                                 feature[k][-1:]])
+  return bool(over)
 
 
 def qa_batches(data_config: ml_collections.ConfigDict, tokenizer,

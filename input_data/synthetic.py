@@ -14,6 +14,7 @@ Batch `step` of a split is a pure function of (seed, task, split, step), so
 a resumed run sees exactly the batches it would have seen, on any number
 of hosts (each takes its rows of the global batch).
 """
+import re
 from typing import Callable
 
 import numpy as np
@@ -124,6 +125,40 @@ def qa_rows(rng, count: int, length: int, vocab_size: int) -> dict:
           .astype(np.int32)[None].repeat(count, 0),
           'attention_mask': np.ones_like(ids), 'start_positions': starts,
           'end_positions': starts}
+
+
+class IdTokenizer:
+  """The built-in data's "text": token ids written as decimal numbers
+  separated by spaces, so a trained workdir can be given inputs by hand
+  ('5 9 7'). Special ids as above; EOS is SEP."""
+  pad_id, eos_id, cls_id, sep_id, mask_id = PAD, EOS, CLS, SEP, MASK
+
+  def __init__(self, vocab_size: int):
+    self.vocab_size = vocab_size
+
+  def encode(self, text: str) -> list[int]:
+    return self.encode_with_offsets(text)[0]
+
+  def encode_with_offsets(self, text: str):
+    ids, offsets = [], []
+    for match in re.finditer(r'\S+', text):
+      token = match.group()
+      if not token.isdigit() or int(token) >= self.vocab_size:
+        raise ValueError(f'{token!r} is not a token id in [0, '
+                         f'{self.vocab_size}) (built-in data: ids as numbers)')
+      ids.append(int(token))
+      offsets.append(match.span())
+    return ids, offsets
+
+  def decode(self, ids) -> str:
+    """Up to the first EOS, without padding."""
+    out = []
+    for i in map(int, ids):
+      if i == self.eos_id:
+        break
+      if i != self.pad_id:
+        out.append(str(i))
+    return ' '.join(out)
 
 
 class SyntheticStream:

@@ -47,15 +47,32 @@ class TaskData:
           for key in self.text_keys:
             yield example[key]
 
-      tokenizer_config = tokenizers.from_checkpoint_dir(
-          self.config.tokenizer, self.config.init_from)
-      self._tokenizer = tokenizers.build_tokenizer(tokenizer_config,
-                                                   workdir or '', texts)
-      vocab = self.model_config.vocab_size
-      if self._tokenizer.vocab_size > vocab:
-        raise ValueError(f'the tokenizer has {self._tokenizer.vocab_size} '
-                         f'tokens but config.model.vocab_size={vocab}')
+      self._tokenizer = self._checked(tokenizers.build_tokenizer(
+          self._tokenizer_config(), workdir or '', texts))
     return self._tokenizer
+
+  def run_tokenizer(self, workdir: str):
+    """The tokenizer a finished run in `workdir` used (for evaluate,
+    predict, export): its saved file, never one trained anew. Built-in
+    data: token ids written as numbers (synthetic.IdTokenizer)."""
+    if self.synthetic:
+      return synthetic.IdTokenizer(self.model_config.vocab_size)
+    if self._tokenizer is None:
+      self._tokenizer = self._checked(tokenizers.build_tokenizer(
+          self._tokenizer_config(), workdir))
+    return self._tokenizer
+
+  def _tokenizer_config(self):
+    """config.tokenizer, or the one beside the init_from checkpoint."""
+    return tokenizers.from_checkpoint_dir(self.config.tokenizer,
+                                          self.config.init_from)
+
+  def _checked(self, tokenizer):
+    vocab = self.model_config.vocab_size
+    if tokenizer.vocab_size > vocab:
+      raise ValueError(f'the tokenizer has {tokenizer.vocab_size} '
+                       f'tokens but config.model.vocab_size={vocab}')
+    return tokenizer
 
   def _pipeline(self, global_batch_size, training, workdir=None):
     data = self.config.data

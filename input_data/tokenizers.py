@@ -6,6 +6,7 @@ the input pipeline adds EOS / [CLS] / [SEP] itself), `decode(ids) -> str`
 `eos_id`; BERT-style vocabularies also give `cls_id`, `sep_id`, `mask_id`
 (None elsewhere). `encode_with_offsets` returns per-token character spans,
 which extractive QA needs to map a predicted span back to the context.
+`save_for_transformers` writes a run's tokenizer as Hugging Face files.
 
 Tokenizers we train ourselves follow the fixed convention PAD=0, EOS=1, UNK=2
 and no BOS: encoder-decoder decoders start from PAD (shift right).
@@ -32,7 +33,9 @@ their defaults in configs/base_config.tokenizer_config):
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -217,8 +220,10 @@ class CharTokenizer:
     return [self._ids.get(c, UNK_ID) for c in text]
 
   def decode(self, ids: Iterable[int]) -> str:
-    return ''.join(self.chars[i - 3] if i >= 3 else '\ufffd'
-                   for i in _until_eos(ids, EOS_ID, {PAD_ID}))
+    # Ids past the characters (a model vocabulary rounded up) never come
+    # from text; sampling can still draw them.
+    return ''.join(self.chars[i - 3] if 3 <= i < self.vocab_size
+                   else '\ufffd' for i in _until_eos(ids, EOS_ID, {PAD_ID}))
 
   def encode_with_offsets(self, text):
     return self.encode(text), [(i, i + 1) for i in range(len(text))]
@@ -242,6 +247,20 @@ def from_checkpoint_dir(tokenizer_config: ml_collections.ConfigDict,
   return tokenizer_config
 
 
+# Files a tokenizer trained on the fly is saved to, in the workdir.
+TRAINED_FILES = {'sentencepiece': 'spm.model', 'char': 'chars.txt'}
+
+
+def tokenizer_file(tokenizer_config: ml_collections.ConfigDict,
+                   workdir: str) -> str:
+  """The file `build_tokenizer` loads: `path`, or the one a run trained into
+  its workdir (which may not exist yet)."""
+  cfg = tokenizer_config
+  if cfg.path or cfg.kind not in TRAINED_FILES:
+    return cfg.path
+  return os.path.join(workdir, TRAINED_FILES[cfg.kind])
+
+
 def build_tokenizer(tokenizer_config: ml_collections.ConfigDict, workdir: str,
                     training_texts_fn: Callable[[], Iterable[str]] | None = None
                     ) -> Tokenizer:
@@ -252,39 +271,97 @@ def build_tokenizer(tokenizer_config: ml_collections.ConfigDict, workdir: str,
     workdir: run directory; trained models are saved there and reused.
     training_texts_fn: returns an iterable of training sentences; called only
       when a model must be trained (SentencePiece without a saved model, or
-      the character vocabulary).
+      the character vocabulary). None: a missing file is an error.
   """
   cfg = tokenizer_config
   kind = cfg.kind
-  path = cfg.path
+  if kind not in ('sentencepiece', 'hf_json', 'wordpiece', 'char'):
+    raise ValueError(f'config.tokenizer.kind: unknown kind {kind!r}; expected '
+                     "'sentencepiece', 'hf_json', 'wordpiece' or 'char'")
+  path = tokenizer_file(cfg, workdir)
+  # A SentencePiece `path` must exist; a character vocabulary is built there.
+  trainable = kind == 'char' or (kind == 'sentencepiece' and not cfg.path)
+  if trainable and not os.path.exists(path):
+    if training_texts_fn is None:
+      raise ValueError(f'config.tokenizer: {path} does not exist and there '
+                       f'is no training text to build a {kind} tokenizer')
+    _train(cfg, path, training_texts_fn)
   if kind == 'sentencepiece':
-    if not path:
-      path = os.path.join(workdir, 'spm.model')
-      if not os.path.exists(path):
-        if training_texts_fn is None:
-          raise ValueError('config.tokenizer: no path and no training text '
-                           'to train a SentencePiece model on')
-        train_sentencepiece(
-            training_texts_fn(), path, vocab_size=cfg.vocab_size,
-            model_type=cfg.model_type,
-            character_coverage=cfg.character_coverage,
-            max_sentences=cfg.max_training_sentences,
-            byte_fallback=cfg.byte_fallback)
     return SentencePieceTokenizer(path)
   if kind == 'hf_json':
     return HuggingFaceTokenizer.from_json(path)
   if kind == 'wordpiece':
     return HuggingFaceTokenizer.from_wordpiece_vocab(
         path, lowercase=cfg.lowercase)
-  if kind == 'char':
-    path = path or os.path.join(workdir, 'chars.txt')
-    if not os.path.exists(path):
-      chars = sorted(set().union(*map(set, training_texts_fn())))
-      os.makedirs(workdir, exist_ok=True)
-      with open(path + '.tmp', 'w', encoding='utf-8') as f:
-        f.write(''.join(chars))
-      os.replace(path + '.tmp', path)
-    with open(path, encoding='utf-8') as f:
-      return CharTokenizer(f.read())
-  raise ValueError(f'config.tokenizer.kind: unknown kind {kind!r}; expected '
-                   "'sentencepiece', 'hf_json', 'wordpiece' or 'char'")
+  with open(path, encoding='utf-8') as f:
+    return CharTokenizer(f.read())
+
+
+def _train(cfg, path: str, training_texts_fn):
+  """Trains the SentencePiece model or character vocabulary into `path`."""
+  if cfg.kind == 'sentencepiece':
+    train_sentencepiece(
+        training_texts_fn(), path, vocab_size=cfg.vocab_size,
+        model_type=cfg.model_type,
+        character_coverage=cfg.character_coverage,
+        max_sentences=cfg.max_training_sentences,
+        byte_fallback=cfg.byte_fallback)
+    return
+  chars = sorted(set().union(*map(set, training_texts_fn())))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    f.write(''.join(chars))
+  os.replace(path + '.tmp', path)
+
+
+def save_for_transformers(tokenizer_config: ml_collections.ConfigDict,
+                          workdir: str, directory: str,
+                          model_max_length: int) -> list[str]:
+  """Writes the run's tokenizer as files `transformers.AutoTokenizer` loads
+  (WordPiece: vocab.txt; tokenizer.json: copied; characters: a WordLevel
+  tokenizer.json); returns the file names. SentencePiece models are copied
+  as spm.model, which AutoTokenizer does not read by itself."""
+  cfg = tokenizer_config
+  source = tokenizer_file(cfg, workdir)
+  settings = {'model_max_length': model_max_length}
+  if cfg.kind == 'sentencepiece':
+    shutil.copyfile(source, os.path.join(directory, 'spm.model'))
+    return ['spm.model']
+  if cfg.kind == 'wordpiece':
+    shutil.copyfile(source, os.path.join(directory, 'vocab.txt'))
+    settings.update(tokenizer_class='BertTokenizer',
+                    do_lower_case=cfg.lowercase)
+    files = ['vocab.txt']
+  elif cfg.kind == 'hf_json':
+    shutil.copyfile(source, os.path.join(directory, 'tokenizer.json'))
+    beside = os.path.join(os.path.dirname(source), 'tokenizer_config.json')
+    if os.path.exists(beside):  # its special tokens and class
+      shutil.copyfile(beside, os.path.join(directory, 'tokenizer_config.json'))
+      return ['tokenizer.json', 'tokenizer_config.json']
+    settings.update(tokenizer_class='PreTrainedTokenizerFast')
+    files = ['tokenizer.json']
+  else:  # char
+    with open(source, encoding='utf-8') as f:
+      _char_level_json(f.read()).save(os.path.join(directory,
+                                                   'tokenizer.json'))
+    settings.update(tokenizer_class='PreTrainedTokenizerFast',
+                    pad_token='<pad>', eos_token='</s>', unk_token='<unk>')
+    files = ['tokenizer.json']
+  with open(os.path.join(directory, 'tokenizer_config.json'), 'w',
+            encoding='utf-8') as f:
+    json.dump(settings, f, indent=2)
+  return files + ['tokenizer_config.json']
+
+
+def _char_level_json(chars: str):
+  """CharTokenizer as a `tokenizers.Tokenizer`: the same ids, one piece per
+  character, joined back without spaces."""
+  # pylint: disable-next=g-import-not-at-top
+  from tokenizers import (Regex, Tokenizer as HfTokenizer, decoders, models,
+                          pre_tokenizers)
+  vocab = {'<pad>': PAD_ID, '</s>': EOS_ID, '<unk>': UNK_ID}
+  vocab.update({c: i + 3 for i, c in enumerate(chars)})
+  tok = HfTokenizer(models.WordLevel(vocab, unk_token='<unk>'))
+  tok.pre_tokenizer = pre_tokenizers.Split(Regex(r'[\s\S]'), 'isolated')
+  tok.decoder = decoders.Fuse()
+  return tok

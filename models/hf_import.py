@@ -332,7 +332,7 @@ def _convert_tensor(template, transform, groups, cfg, tensor):
   return [(template.format(**groups), _TRANSFORMS[transform](cfg, tensor))]
 
 
-def _rules(model_name: str):
+def tensor_rules(model_name: str):
   """(compiled rules, name prefix to strip, values for {b})."""
   if model_name == 'decoder_lm':
     rules, prefix, b = _GPT2_RULES, 'transformer.', ''
@@ -348,7 +348,7 @@ def convert_state_dict(state: dict, cfg: ModelConfig, model_name: str,
   Raises CheckpointMismatchError naming unexpected tensors and missing
   parameters, or a parameter whose shape differs (with both shapes).
   """
-  rules, prefix, b = _rules(model_name)
+  rules, prefix, b = tensor_rules(model_name)
   converted, origin, unexpected = {}, {}, []
   for key, tensor in state.items():
     name = key[len(prefix):] if key.startswith(prefix) else key

@@ -8,10 +8,6 @@ keep their fresh initialisation.
 """
 import os
 
-import jax
-import numpy as np
-import orbax.checkpoint as ocp
-
 from models import hf_import
 from training import checkpointing
 
@@ -20,7 +16,10 @@ def restore_pretrained(params, path: str):
   """Returns `params` with every matching entry replaced from `path`."""
   if not os.path.isdir(path):
     raise ValueError(f'config.init_from={path} is not a directory')
-  if os.path.exists(os.path.join(path, 'config.json')):
+  # A training workdir holds a config.json too (training/run_config.py):
+  # its checkpoints/ folder tells it from a Hugging Face directory.
+  if (not os.path.isdir(os.path.join(path, 'checkpoints')) and
+      os.path.exists(os.path.join(path, 'config.json'))):
     return hf_import.restore_hf_checkpoint(params, path)
   # The same matching as for Hugging Face checkpoints: by path, scanned or
   # unscanned layer layouts, shape mismatches named.
@@ -29,14 +28,4 @@ def restore_pretrained(params, path: str):
 
 def load_workdir_params(workdir: str):
   """The parameters of the newest checkpoint in `workdir/checkpoints`."""
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  if not os.path.isdir(directory):
-    raise ValueError(f'config.init_from={workdir} has no checkpoints/ folder')
-  with ocp.CheckpointManager(
-      directory, item_handlers=checkpointing.item_handlers()) as mngr:
-    step = mngr.latest_step()
-    if step is None:
-      raise ValueError(f'config.init_from={workdir} holds no checkpoint')
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))
-  return jax.tree.map(np.asarray, restored['state']['params'])
+  return checkpointing.restore_params(workdir, name='config.init_from').params

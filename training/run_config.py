@@ -79,3 +79,19 @@ def differences(saved: dict, config) -> list[str]:
   names = sorted(set(saved) | set(current))
   return [n for n in names if n not in MAY_CHANGE
           and saved.get(n, '<absent>') != current.get(n, '<absent>')]
+
+
+def load_or(workdir: str, base: ml_collections.ConfigDict,
+            fallback: ml_collections.ConfigDict | None = None
+            ) -> ml_collections.ConfigDict:
+  """The config of the run in `workdir`, for the commands that use it
+  (evaluate, predict, export): its config.json, or `fallback` (a --config
+  on their command line) for a run that has none."""
+  if not os.path.isdir(workdir):
+    raise ValueError(f'--workdir={workdir} does not exist')
+  if os.path.exists(os.path.join(workdir, FILENAME)):
+    return load(workdir, base)
+  if fallback is None:
+    raise ValueError(f'--workdir={workdir} has no {FILENAME}; give the '
+                     "run's --config=")
+  return fallback

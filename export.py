@@ -1,0 +1,75 @@
+r"""Exports a trained BERT or GPT-2 family workdir to the Hugging Face layout.
+
+  python export.py --workdir=/tmp/bert_cls --output=/tmp/bert_cls_hf
+  python export.py --workdir=/tmp/lm --output=/tmp/lm_hf --average_last=3
+
+Writes config.json, model.safetensors (float32) and the run's tokenizer
+files into --output, which `transformers` loads:
+
+  transformers.AutoModelForSequenceClassification.from_pretrained(out)
+  transformers.AutoTokenizer.from_pretrained(out)
+
+BERT-family runs (bert_pretraining, classification, extractive_qa) become
+BertForPreTraining, BertForSequenceClassification, BertForQuestionAnswering;
+causal_lm runs become GPT2LMHeadModel. The conversion is
+models/hf_export.py, the inverse of models/hf_import.py. A model the layout
+cannot hold (rotary positions or post-LN in GPT-2, an encoder-decoder)
+fails in one line naming the field.
+"""
+import os
+
+from absl import app
+from absl import logging
+
+import train
+import trained_run
+from input_data import tokenizers
+from models import hf_export
+
+def _token_ids(run) -> dict:
+  """Special ids for config.json (built-in data: its own)."""
+  tokenizer = run.tokenizer
+  if run.task.model_name == 'decoder_lm':
+    return dict(bos_token_id=run.task.bos_id, eos_token_id=tokenizer.eos_id)
+  return dict(pad_token_id=tokenizer.pad_id)
+
+
+def export_run(run: trained_run.TrainedRun, output: str) -> list[str]:
+  """Writes the run's model and tokenizer to `output`; the file names."""
+  model_name = run.task.model_name
+  if model_name not in hf_export.ARCHITECTURE:
+    raise ValueError(
+        f'config.task={run.config.task!r} ({model_name}) has no Hugging '
+        'Face layout here: export takes BERT-family and causal_lm (GPT-2) '
+        'runs')
+  files = hf_export.export_hf_checkpoint(
+      run.task.model_config, run.params, model_name, output,
+      **_token_ids(run))
+  if not run.task.data.synthetic:
+    files += tokenizers.save_for_transformers(
+        run.config.tokenizer, run.workdir, output,
+        run.task.model_config.max_len)
+  return files
+
+
+def main(argv):
+  logging.set_verbosity(logging.WARNING)  # orbax logs every file it reads
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+
+  def command():
+    if not trained_run.OUTPUT.value:
+      raise ValueError('--output is required')
+    run = trained_run.from_flags()
+    files = export_run(run, trained_run.OUTPUT.value)
+    arch = hf_export.ARCHITECTURE[run.task.model_name]
+    note = ' (built-in data: no tokenizer)' if run.task.data.synthetic else ''
+    output = os.path.abspath(trained_run.OUTPUT.value)
+    print(f'{arch} from checkpoint(s) {", ".join(map(str, run.steps))} -> '
+          f'{output}: {", ".join(files)}{note}')
+
+  trained_run.run_command(command)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=train.parse_flags)
