@@ -96,6 +96,11 @@ def get_config(arg: str | None = None):
   config.log_every = 50
   config.eval_every = 250
   config.checkpoint_every = 250
+  if options['init'] == 'minilm' and options['data'] == 'sst2':
+    # About one epoch of SST-2's 67k sentences; 10% warmup.
+    config.num_train_steps = 2000
+    config.optimizer.warmup_steps = 200
+    config.eval_every = config.checkpoint_every = 500
   return config
 
 
