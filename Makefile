@@ -1,12 +1,16 @@
-# Two commands do all the set-up on a fresh machine (Python 3.11+):
+# Two commands do all the set-up on a fresh machine (Python 3.12+):
 #   make train   creates .venv, installs the project, runs the default experiment
 #   make test    creates .venv, installs the project with test extras, runs the tests
-PYTHON ?= python3
+# The first Python >= 3.12 on PATH (a .python-version file selects pyenv's 3.12).
+PYTHON ?= $(shell for p in python3.12 python3.13 python3; do \
+  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+  && echo $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 WORKDIR ?= workdirs/default
 
 $(BIN)/python:
+	@test -n "$(PYTHON)" || { echo 'error: no Python >= 3.12 found on PATH (set PYTHON=/path/to/python3.12)'; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
