@@ -8,6 +8,17 @@ PyTorch baseline and knob sweep. Figures and commands: performance.md.
       --batch_size 8 --seq_len 128 --steps 5 --nodecode
   python experiments/benchmark.py --config=configs/multi30k_en_de.py \
       --batch_size 64 --seq_len 32 --sweep=knobs
+  python experiments/benchmark.py --config=configs/gpt2_small.py \
+      --batch_size 4 --seq_len 128 --compare_torch --both_dtypes \
+      --loss_steps 50
+
+--compare_torch trains ours, PyTorch float32 and PyTorch under
+torch.autocast(bf16) (with --both_dtypes also ours in the other of
+float32/bf16) in one process, one step of each in turn, so that load from
+other processes falls on all of them alike; it prints the tokens/s ratios
+the targets name. Every table's header names the jax version, the CPU
+model and its ISA flags (AVX-512, bf16, AMX) and the load average at the
+start; the last line gives it at the end.
 
 The step is train.py's: `train.train_step` under `MeshParallel.compile` with
 the state donated, from `train.initial_state`, on synthetic token batches
@@ -70,7 +81,14 @@ _DECODE = flags.DEFINE_bool('decode', True, 'Also time decoding.')
 _DECODE_BATCH = flags.DEFINE_integer('decode_batch_size', 0,
                                      '0: the training batch size.')
 _TORCH = flags.DEFINE_bool('compare_torch', False,
-                           'Time the same sizes in PyTorch (CPU or CUDA).')
+                           'Also train the same sizes in PyTorch, float32 '
+                           'and under bf16 autocast, interleaved step by '
+                           'step with ours (CPU or CUDA).')
+_BOTH = flags.DEFINE_bool('both_dtypes', False, 'With --compare_torch: '
+                          'also train ours in the other of float32/bf16.')
+_LOSS_STEPS = flags.DEFINE_integer('loss_steps', 0, 'Also train ours in '
+                                   'float32 and bf16 side by side for this '
+                                   'many steps and compare the losses.')
 _SWEEP = flags.DEFINE_enum('sweep', None, ['knobs', 'causes',
                                             'scan_compile'],
                            'knobs: dtype/attention/remat/scan/accumulation/'
@@ -230,6 +248,26 @@ def synthetic_batch(config, batch_size: int, seed: int = 0) -> dict:
 
 
 # ------------------------------------------------------------- training --
+def compile_step(config, donate: bool = True):
+  """train.train_step for `config` (mode 'mesh'), compiled on synthetic
+  batches -> (task, MeshParallel, compiled, (state, batch, rng), seconds)."""
+  task = get_task(config)
+  dp = parallel.MeshParallel(config.num_devices)
+  optimizer, _ = optimizers.make_optimizer(config.optimizer,
+                                           config.num_train_steps)
+  state = dp.replicate(train.initial_state(task, optimizer, config))
+  batch = dp.shard(synthetic_batch(config, config.batch_size))
+  rng = jax.random.key(1)
+  step_fn = dp.compile(functools.partial(
+      train.train_step, task=task, optimizer=optimizer, axis_name=None,
+      grad_accum_steps=config.grad_accum_steps),
+      num_sharded=1, donate_state=donate)
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, batch, rng).compile()
+  return (task, dp, compiled, (state, batch, rng),
+          time.perf_counter() - start)
+
+
 def time_training(config, *, steps: int, warmup: int, peak: float,
                   donate: bool = True, sync_every_step: bool = False,
                   prng_impl: str = '', paired_peak=None) -> dict:
@@ -253,20 +291,8 @@ def time_training(config, *, steps: int, warmup: int, peak: float,
       jax.config.update('jax_default_prng_impl', previous)
   config = copy.deepcopy(config)
   config.parallelism = 'mesh'
-  task = get_task(config)
-  dp = parallel.MeshParallel(config.num_devices)
-  optimizer, _ = optimizers.make_optimizer(config.optimizer,
-                                           config.num_train_steps)
-  state = dp.replicate(train.initial_state(task, optimizer, config))
-  batch = dp.shard(synthetic_batch(config, config.batch_size))
-  rng = jax.random.key(1)
-  step_fn = dp.compile(functools.partial(
-      train.train_step, task=task, optimizer=optimizer, axis_name=None,
-      grad_accum_steps=config.grad_accum_steps),
-      num_sharded=1, donate_state=donate)
-  start = time.perf_counter()
-  compiled = step_fn.lower(state, batch, rng).compile()
-  compile_s = time.perf_counter() - start
+  task, dp, compiled, (state, batch, rng), compile_s = compile_step(
+      config, donate)
   for _ in range(warmup):
     state, _ = compiled(state, batch, rng)
   jax.block_until_ready(state)
@@ -475,15 +501,16 @@ def _torch_seq2seq_class():
   return TorchSeq2Seq
 
 
-def torch_run(config, batch_size: int, steps: int, warmup: int,
-              decode: bool, paired_peak=None) -> dict:
-  """{'train': ..., 'decode greedy'/'decode sample': ...} timings."""
+def torch_session(config, batch_size: int, bf16_autocast: bool):
+  """The same network, optimiser and batch in PyTorch -> (train_step,
+  decode_step, device). train_step() runs one update (under
+  torch.autocast(bf16) if `bf16_autocast`) and waits for it."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())  # XLA's CPU client uses every core
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
-  cfg = task_model_config(config)
-  autocast = torch.autocast(device, torch.bfloat16,
-                            enabled=cfg.dtype == 'bfloat16')
+  autocast = lambda: torch.autocast(device, torch.bfloat16,
+                                    enabled=bf16_autocast)
+  torch.manual_seed(0)
   model = torch_model(config).to(device).train()
   opt_cfg = config.optimizer
   adam = torch.optim.AdamW if opt_cfg.name == 'adamw' else torch.optim.Adam
@@ -491,7 +518,6 @@ def torch_run(config, batch_size: int, steps: int, warmup: int,
                    eps=opt_cfg.eps, weight_decay=opt_cfg.weight_decay)
   batch = {k: torch.from_numpy(v).to(device)
            for k, v in synthetic_batch(config, batch_size).items()}
-  shape = step_shape(config)
 
   def loss_fn():
     if config.task == 'seq2seq':
@@ -517,92 +543,223 @@ def torch_run(config, batch_size: int, steps: int, warmup: int,
       torch.cuda.synchronize()
 
   def train_step():
+    model.train()
     optimizer.zero_grad(set_to_none=True)
-    with autocast:
+    with autocast():
       loss = loss_fn()
     loss.backward()
     optimizer.step()
-    return loss
-
-  times, peaks = [], []
-  for i in range(warmup + steps):
-    t = time.perf_counter()
-    train_step()
     sync()
-    if i >= warmup:
-      times.append(time.perf_counter() - t)
-      if paired_peak:
-        peaks.append(paired_peak())
-  step_s = statistics.median(times)
-  results = {'train': dict(step_s=step_s, tokens_per_s=batch_size *
-                           shape.tokens / step_s, times=times, peaks=peaks)}
-  if device == 'cuda':
-    results['train']['memory_mb'] = torch.cuda.max_memory_allocated() / 2**20
-  if not decode:
-    return results
-  model.eval()
+    return float(loss.detach())
 
+  shape = step_shape(config)
   if config.task == 'seq2seq':
-    length = shape.target_len
-    name = 'decode greedy'
-
     def run_decode():  # nn.Transformer has no KV cache: the prefix reruns
       src = batch['inputs']
       memory = model.encode(src)
       ys = torch.zeros((src.shape[0], 1), dtype=torch.long, device=device)
-      for _ in range(length):
+      for _ in range(shape.target_len):
         next_ids = model.decode(memory, ys)[:, -1].argmax(-1)
         ys = torch.cat([ys, next_ids[:, None]], 1)
       return ys
-    new_tokens = batch_size * length
   else:
-    length = shape.seq_len
-    name = 'decode sample'
-
     def run_decode():
       return model.generate(
           batch['inputs'][:, :1].long(), do_sample=True, top_k=0,
-          max_new_tokens=length - 1, min_new_tokens=length - 1,
+          max_new_tokens=shape.seq_len - 1, min_new_tokens=shape.seq_len - 1,
           use_cache=True, pad_token_id=0)
-    new_tokens = batch_size * (length - 1)
-  times = []
-  with torch.no_grad(), autocast:
-    for i in range(3):
-      t = time.perf_counter()
+
+  def decode_step():
+    model.eval()
+    with torch.no_grad(), autocast():
       run_decode()
-      sync()
-      if i:
-        times.append(time.perf_counter() - t)
-  step_s = statistics.median(times)
-  results[name] = dict(step_s=step_s, tokens_per_s=new_tokens / step_s)
-  return results
+    sync()
+  return train_step, decode_step, device
 
 
-def torch_rows(config, batch_size: int, decode: bool, peak: float, out,
-               paired_peak=None):
-  """The same sizes in PyTorch, as rows; returns the timings."""
+def torch_decode_row(config, batch_size: int, decode_step, bf16: bool,
+                     out) -> dict:
+  """Times PyTorch decoding (the median of 2 runs after one) as a row."""
   import torch  # pylint: disable=g-import-not-at-top
-  results = torch_run(config, batch_size, steps=_STEPS.value,
-                      warmup=_WARMUP.value, decode=decode,
-                      paired_peak=paired_peak)
-  model_flops = flops.train_flops(
-      task_model_config(config), flops.FAMILIES[config.task],
-      step_shape(config), batch_size)
-  for name, r in results.items():
-    if name == 'train':
-      times, peaks = r.pop('times'), r.pop('peaks')
-      if peaks:
-        r.update(peak=statistics.median(peaks), mfu=statistics.median(
-            model_flops / t / p for t, p in zip(times, peaks)))
-      else:
-        r.update(peak=peak, mfu=flops.mfu(model_flops, r['step_s'], peak))
-      r['model_flops'] = model_flops
-    out(row(f'torch {torch.__version__} {name}', r))
+  shape = step_shape(config)
+  if config.task == 'seq2seq':
+    name, new_tokens = 'decode greedy', batch_size * shape.target_len
+  else:
+    name, new_tokens = 'decode sample', batch_size * (shape.seq_len - 1)
+  times = []
+  for i in range(3):
+    t = time.perf_counter()
+    decode_step()
+    if i:
+      times.append(time.perf_counter() - t)
+  step_s = statistics.median(times)
+  r = dict(step_s=step_s, tokens_per_s=new_tokens / step_s)
+  suffix = ' (bf16 autocast)' if bf16 else ''
+  out(row(f'torch {torch.__version__} {name}{suffix}', r))
+  return {name: r}
+
+
+def other_dtype(dtype: str) -> str:
+  return 'float32' if dtype == 'bfloat16' else 'bfloat16'
+
+
+def side_by_side(config, peak: float, paired_peak, out) -> dict:
+  """Ours (and, with --both_dtypes, ours in the other dtype), PyTorch
+  float32 and PyTorch under bf16 autocast, trained step by step in turn
+  (one step of each per round), so that load from other processes falls
+  on all of them alike. Returns {label: result dict}."""
+  import torch  # pylint: disable=g-import-not-at-top
+  ours_dtype = config.model.dtype
+  dtypes = [ours_dtype] + ([other_dtype(ours_dtype)] if _BOTH.value else [])
+  runners = {}
+  for dtype in sorted(dtypes, key=lambda d: d != 'float32'):
+    runners[f'ours train {dtype}'] = ours_runner(
+        with_overrides(config, {'model.dtype': dtype}))
+  for bf16 in (False, True):
+    train_step, _, _ = torch_session(config, config.batch_size, bf16)
+    label = 'bf16 autocast' if bf16 else 'float32'
+    runners[f'torch {torch.__version__} train {label}'] = (
+        lambda f=train_step: (_timed(f), None), {})
+  results = interleave(runners, config, peak, paired_peak)
+  for label, r in results.items():
+    out(row(label, r))
   return results
+
+
+def _timed(fn) -> float:
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def ours_runner(config):
+  """(step() -> (seconds, metrics), fixed results) for our train step."""
+  config = copy.deepcopy(config)
+  config.parallelism = 'mesh'
+  _, dp, compiled, (state, batch, rng), compile_s = compile_step(config)
+  holder = {'state': state}
+
+  def step():
+    start = time.perf_counter()
+    holder['state'], metrics = compiled(holder['state'], batch, rng)
+    jax.block_until_ready(holder['state'])
+    return time.perf_counter() - start, metrics
+  return step, dict(compile_s=compile_s, memory_mb=memory_mb(compiled),
+                    xla_flops=xla_flops(compiled) * dp.num_devices)
+
+
+def interleave(runners: dict, config, peak: float, paired_peak) -> dict:
+  """Runs `--warmup` then `--steps` rounds of one step of every runner and
+  returns {label: step_s, tokens_per_s, MFU, ...} (medians)."""
+  for step, _ in runners.values():
+    for _ in range(_WARMUP.value):
+      step()
+  times = {label: [] for label in runners}
+  peaks = {label: [] for label in runners}
+  for _ in range(_STEPS.value):
+    for label, (step, _) in runners.items():
+      times[label].append(step()[0])
+      if paired_peak:
+        peaks[label].append(paired_peak())
+  shape = step_shape(config)
+  model_flops = flops.train_flops(task_model_config(config),
+                                  flops.FAMILIES[config.task], shape,
+                                  config.batch_size)
+  results = {}
+  for label, (_, fixed) in runners.items():
+    step_s = statistics.median(times[label])
+    r = dict(fixed, step_s=step_s, model_flops=model_flops,
+             tokens_per_s=config.batch_size * shape.tokens / step_s)
+    if peaks[label]:
+      r.update(peak=statistics.median(peaks[label]), mfu=statistics.median(
+          model_flops / t / p for t, p in zip(times[label], peaks[label])))
+    else:
+      r.update(peak=peak, mfu=flops.mfu(model_flops, step_s, peak))
+    results[label] = r
+  return results
+
+
+def ratio_lines(results: dict) -> list[str]:
+  """tokens/s ratios of every pair the targets name."""
+  def find(prefix):
+    return next((r for k, r in results.items() if k.startswith(prefix)),
+                None)
+  pairs = (('ours bf16 / ours float32', 'ours train bfloat16',
+            'ours train float32'),
+           ('ours float32 / torch float32', 'ours train float32',
+            'torch', ' train float32'),
+           ('ours bf16 / torch bf16 autocast', 'ours train bfloat16',
+            'torch', ' train bf16 autocast'))
+  lines = []
+  for pair in pairs:
+    name, mine = pair[0], find(pair[1])
+    if len(pair) == 3:
+      theirs = find(pair[2])
+    else:
+      theirs = next((r for k, r in results.items()
+                     if k.startswith(pair[2]) and k.endswith(pair[3])), None)
+    if mine and theirs:
+      lines.append(f'{name} training tokens/s: '
+                   f'{mine["tokens_per_s"] / theirs["tokens_per_s"]:.2f}')
+  return lines
+
+
+def loss_check(config, steps: int, out):
+  """Trains ours in float32 and in bf16 from the same initial parameters on
+  the benchmark batch (memorised, so the loss falls), one step of each in
+  turn; prints both losses every 10 steps and the largest relative gap."""
+  losses = {}
+  runners = {d: ours_runner(with_overrides(config, {'model.dtype': d}))[0]
+             for d in ('float32', 'bfloat16')}
+  for dtype in runners:
+    losses[dtype] = []
+  for _ in range(steps):
+    for dtype, step in runners.items():
+      metrics = step()[1]
+      losses[dtype].append(float(metrics['loss']) /
+                           max(float(metrics['weight']), 1.0))
+  out(f'\nloss over {steps} steps (same init, same batch), float32 vs '
+      'bfloat16:\n\n| step | float32 | bfloat16 | relative gap |\n'
+      '|---:|---:|---:|---:|')
+  for i in sorted({0, *range(9, steps, 10), steps - 1}):
+    f32, bf16 = losses['float32'][i], losses['bfloat16'][i]
+    out(f'| {i + 1} | {f32:.4f} | {bf16:.4f} | {abs(bf16 - f32) / f32:.2%} |')
+  gap = max(abs(b - f) / f for f, b in zip(losses['float32'],
+                                           losses['bfloat16']))
+  out(f'\nlargest relative loss gap over {steps} steps: {gap:.2%}')
 
 
 def task_model_config(config):
   return get_task(config).model_config
+
+
+# -------------------------------------------------------------- machine --
+ISA_FLAGS = ('avx512f', 'avx512_bf16', 'avx512_fp16', 'amx_tile', 'amx_bf16',
+             'amx_int8')
+
+
+def cpu_description() -> str:
+  """'<lscpu model name>, N cores; ISA: <the flags of ISA_FLAGS it has>'."""
+  model, flags_found = 'unknown CPU', set()
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name':
+          model = value.strip()
+        elif key.strip() == 'flags':
+          flags_found = set(value.split())
+          break
+  except OSError:
+    pass
+  isa = ' '.join(f for f in ISA_FLAGS if f in flags_found) or 'none of ' + (
+      ' '.join(ISA_FLAGS))
+  return f'{model}, {os.cpu_count()} cores; ISA flags: {isa}'
+
+
+def load_text() -> str:
+  one, five, fifteen = os.getloadavg()
+  return f'load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min)'
 
 
 # ----------------------------------------------------------------- main --
@@ -624,14 +781,15 @@ def main(argv):
   cfg = task_model_config(config)
   shape = step_shape(config)
   family = flops.FAMILIES[config.task]
+  machine = (jax.devices()[0].device_kind if on_gpu() else cpu_description())
   out(f'\n{config.task} ({family}): {cfg.num_layers} layers, d_model '
       f'{cfg.d_model}, d_ff {cfg.d_ff}, heads {cfg.num_heads}, vocab '
       f'{cfg.vocab_size}, dtype {cfg.dtype}, attention {cfg.attention_impl}; '
       f'batch {config.batch_size} x {shape.tokens} tokens '
-      f'({shape_text(shape)}); jax {jax.__version__} on '
-      f'{jax.devices()[0].device_kind}; peak {peak / 1e9:,.0f} GFLOP/s '
-      f'({peak_source}); model FLOPs/token '
-      f'{flops.train_flops_per_token(cfg, family, shape) / 1e6:,.1f} M\n')
+      f'({shape_text(shape)}); jax {jax.__version__} on {machine}; '
+      f'peak {peak / 1e9:,.0f} GFLOP/s ({peak_source}); model FLOPs/token '
+      f'{flops.train_flops_per_token(cfg, family, shape) / 1e6:,.1f} M; '
+      f'{load_text()} at the start\n')
   out(HEADER)
   out(RULE)
   if _SWEEP.value in ('knobs', 'causes'):
@@ -643,36 +801,48 @@ def main(argv):
       out(row(label, r))
   elif _SWEEP.value == 'scan_compile':
     scan_compile_rows(config, peak, out)
+  elif _TORCH.value:
+    results = side_by_side(config, peak, paired, out)
+    if _DECODE.value and config.task in ('seq2seq', 'causal_lm'):
+      decode_rows(config, out, with_torch=True)
+    out('')
+    for line in ratio_lines(results):
+      out(line)
   else:
     ours = time_training(config, steps=_STEPS.value, warmup=_WARMUP.value,
                          peak=peak, paired_peak=paired)
     out(row('ours train', ours))
-    decode_batch = _DECODE_BATCH.value or config.batch_size
-    decoded = {}
     if _DECODE.value and config.task in ('seq2seq', 'causal_lm'):
-      beams = (1, 4) if config.task == 'seq2seq' else (1,)
-      for beam in beams:
-        label = ('sample' if config.task == 'causal_lm' else
-                 'greedy' if beam == 1 else f'beam {beam}')
-        decoded[label] = time_decoding(config, decode_batch, beam)
-        out(row(f'ours decode {label} (batch {decode_batch})',
-                decoded[label]))
-    if _TORCH.value:
-      theirs = torch_rows(config, config.batch_size,
-                          _DECODE.value and config.task in ('seq2seq',
-                                                            'causal_lm'),
-                          peak, out, paired)
-      out('')
-      out(f'ours/torch training tokens/s: '
-          f'{ours["tokens_per_s"] / theirs["train"]["tokens_per_s"]:.2f}')
-      for label, r in decoded.items():
-        if f'decode {label}' in theirs:
-          out(f'ours/torch decode {label} tokens/s: {r["tokens_per_s"] / theirs[f"decode {label}"]["tokens_per_s"]:.2f}')
-  out(f'\nprocess max RSS {max_rss_mb():,.0f} MB; '
-      f'{time.strftime("%Y-%m-%d")}')
+      decode_rows(config, out, with_torch=False)
+  if _LOSS_STEPS.value:
+    loss_check(config, _LOSS_STEPS.value, out)
+  out(f'\n{load_text()} at the end; process max RSS {max_rss_mb():,.0f} MB; '
+      f'{time.strftime("%Y-%m-%d %H:%M")}')
   if _OUTPUT.value:
     with open(_OUTPUT.value, 'a', encoding='utf-8') as f:
       f.write('\n'.join(lines) + '\n')
+
+
+def decode_rows(config, out, with_torch: bool):
+  """Our decoding rows and, `with_torch`, PyTorch's (float32)."""
+  decode_batch = _DECODE_BATCH.value or config.batch_size
+  decoded = {}
+  beams = (1, 4) if config.task == 'seq2seq' else (1,)
+  for beam in beams:
+    label = ('sample' if config.task == 'causal_lm' else
+             'greedy' if beam == 1 else f'beam {beam}')
+    decoded[label] = time_decoding(config, decode_batch, beam)
+    out(row(f'ours decode {label} (batch {decode_batch})', decoded[label]))
+  if not with_torch:
+    return
+  bf16 = config.model.dtype == 'bfloat16'
+  _, decode_step, _ = torch_session(config, decode_batch, bf16)
+  theirs = torch_decode_row(config, decode_batch, decode_step, bf16, out)
+  for label, r in decoded.items():
+    peer = theirs.get(f'decode {label}')
+    if peer:
+      out(f'ours/torch decode {label} tokens/s: '
+          f'{r["tokens_per_s"] / peer["tokens_per_s"]:.2f}')
 
 
 if __name__ == '__main__':

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from models import fast_dots
 from models import initializers
 from models.config import ModelConfig
 from models.dropout import apply_dropout
@@ -64,20 +65,35 @@ def rotary_embedding(x, positions, base: float):
 
 def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
                           dropout_rng, deterministic: bool, impl: str,
-                          dtype, dropout_bits: int = 32):
-  """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,h,d]."""
+                          dtype, dropout_bits: int = 32,
+                          library_dots: bool = False):
+  """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,h,d].
+
+  library_dots: run both products as fast_dots matmuls over [b, h, ., d]
+  (bf16 on CPU; fast_dots.use_fast_dots), else as XLA einsums.
+  """
   if impl == 'fused':
     # cuDNN flash attention on GPU where shapes allow, XLA elsewhere.
     return jax.nn.dot_product_attention(query, key, value, mask=mask)
   depth = query.shape[-1]
   query = query / jnp.sqrt(depth).astype(query.dtype)
-  logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
-                      preferred_element_type=jnp.float32)
+  # [b, l, h, d] <-> [b, h, l, d], copied (and so the gradients) so that
+  # the dots get row-major operands (fast_dots.materialize).
+  heads_first = lambda x: fast_dots.swapaxes(x, 1, 2)
+  if library_dots:
+    logits = fast_dots.matmul_nt(heads_first(query), heads_first(key),
+                                 jnp.float32)
+  else:
+    logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
+                        preferred_element_type=jnp.float32)
   if mask is not None:
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   weights = jax.nn.softmax(logits, axis=-1)
   if not deterministic and dropout_rate > 0:
     weights = apply_dropout(weights, dropout_rng, dropout_rate, dropout_bits)
+  if library_dots:
+    return heads_first(fast_dots.matmul(weights.astype(dtype),
+                                        heads_first(value)))
   return jnp.einsum('bhqk,bkhd->bqhd', weights.astype(dtype), value)
 
 
@@ -107,7 +123,8 @@ class MultiHeadAttention(nn.Module):
     dense = lambda name, features, axis=-1: nn.DenseGeneral(
         features, axis=axis, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
         param_dtype=cfg.params_dtype, name=name,
-        kernel_init=initializers.kernel(cfg, residual_output=name == 'out'))
+        kernel_init=initializers.kernel(cfg, residual_output=name == 'out'),
+        dot_general=fast_dots.dense_dot_general_for(cfg))
     heads = (cfg.num_heads, cfg.head_dim)
     query = dense('query', heads)(inputs_q)
     key = dense('key', heads)(inputs_kv)
@@ -127,7 +144,8 @@ class MultiHeadAttention(nn.Module):
         query, key, value, mask, dropout_rate=cfg.attention_dropout_rate,
         dropout_rng=dropout_rng, deterministic=self.deterministic,
         impl=cfg.attention_impl, dtype=cfg.compute_dtype,
-        dropout_bits=cfg.dropout_bits)
+        dropout_bits=cfg.dropout_bits,
+        library_dots=fast_dots.use_fast_dots(cfg))
     return dense('out', cfg.d_model, axis=(-2, -1))(out)
 
   def _update_cache(self, key, value, mask):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from models import attention as attn
+from models import fast_dots
 from models import initializers
 from models.config import ModelConfig
 from models.dropout import Dropout
@@ -29,7 +30,8 @@ from models.transformer_layers import EncoderLayer, LayerStack
 def _dense(cfg: ModelConfig, features: int, name: str) -> nn.Dense:
   return nn.Dense(features, dtype=cfg.compute_dtype,
                   param_dtype=cfg.params_dtype,
-                  kernel_init=initializers.kernel(cfg), name=name)
+                  kernel_init=initializers.kernel(cfg), name=name,
+                  dot_general=fast_dots.dense_dot_general_for(cfg))
 
 
 class Bert(nn.Module):
@@ -52,7 +54,8 @@ class Bert(nn.Module):
     if self.add_pooler:
       self.pooler = nn.Dense(cfg.d_model, dtype=cfg.compute_dtype,
                              param_dtype=cfg.params_dtype,
-                             kernel_init=initializers.kernel(cfg))
+                             kernel_init=initializers.kernel(cfg),
+                             dot_general=fast_dots.dense_dot_general_for(cfg))
 
   def __call__(self, input_ids, token_type_ids=None, attention_mask=None,
                positions=None):

@@ -55,6 +55,11 @@ class ModelConfig:
   attention_impl: str = 'einsum'   # 'fused': jax.nn.dot_product_attention
   remat_policy: str = 'none'       # activation rematerialisation per layer
   scan_layers: bool = False        # nn.scan over layers: one compiled layer
+  cpu_bf16_dots: bool = True       # bf16 on the CPU backend: custom-VJP
+                                   # matmuls whose backward dots XLA:CPU
+                                   # runs in AMX/library kernels
+                                   # (models/fast_dots.py); no effect on
+                                   # float32 or GPU
 
   def __post_init__(self):
     for name, choices in _CHOICES.items():

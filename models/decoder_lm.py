@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from models import fast_dots
 from models.config import ModelConfig
 from models.embeddings import (InputEmbedding, TokenEmbedding,
                                causal_positions_and_mask)
@@ -51,6 +52,7 @@ class DecoderLM(nn.Module):
     else:
       logits = nn.Dense(cfg.vocab_size, use_bias=False,
                         dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
+                        dot_general=fast_dots.dense_dot_general_for(cfg),
                         name='output_projection')(x)
     return logits.astype(jnp.float32)
 

@@ -2,6 +2,7 @@
 import jax
 import flax.linen as nn
 
+from models import fast_dots
 from models import initializers
 from models.config import ModelConfig
 from models.dropout import Dropout
@@ -25,7 +26,8 @@ class FeedForward(nn.Module):
     dense = lambda name, features: nn.Dense(
         features, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
         param_dtype=cfg.params_dtype, name=name,
-        kernel_init=initializers.kernel(cfg, residual_output=name == 'wo'))
+        kernel_init=initializers.kernel(cfg, residual_output=name == 'wo'),
+        dot_general=fast_dots.dense_dot_general_for(cfg))
     h = ACTIVATIONS[cfg.activation](dense('wi', cfg.d_ff)(x))
     h = Dropout(cfg.activation_dropout_rate, cfg.dropout_bits)(
         h, self.deterministic)

@@ -1,0 +1,145 @@
+"""Matmuls whose backward pass uses only the dot forms XLA:CPU runs fast.
+
+On the CPU backend XLA hands a dot to its library kernels (YNNPACK, which
+uses AMX for bf16 on Intel) only when the left operand contracts over its
+last (minor) dimension. The weight gradient of `y = x @ w`, `x.T @ dy`,
+contracts `x` over its first dimension, so autodiff gives XLA a dot that it
+runs in its own loop emitter, converting bf16 to float32 and back: 5-10x
+slower than the same FLOPs in the library (experiments/performance.md).
+The functions here have custom VJPs that write such gradients as
+`transpose(x) @ dy`, with the transpose materialised in bf16 (see
+`materialize`), so every backward dot is `a @ b` or `a @ b.T` on
+row-major operands. The transposed copy is one memory pass over
+an activation, far cheaper than the slow dot.
+
+Forward values are those of the plain dot; gradients are mathematically
+the same, computed in the operands' dtype (as autodiff does for bf16).
+Used only where `use_fast_dots(config)` says so: bf16 compute on the CPU
+backend. GPU and float32 keep XLA's own dots.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def use_fast_dots(config) -> bool:
+  """True where this module's dots pay: bf16 compute on the CPU backend."""
+  return (config.cpu_bf16_dots and config.dtype == 'bfloat16'
+          and jax.default_backend() == 'cpu')
+
+
+def materialize(x):
+  """x as a row-major array of its own, whatever produced it.
+
+  XLA:CPU turns a transpose that feeds a dot into a layout change of the
+  dot's operand; a bf16 dot with a non-row-major operand is then run in
+  float32 (its operands converted) or by XLA's loop emitter. Passing the
+  value through a flat 1-D optimization barrier, which has only one layout,
+  forces the copy to happen here, in bf16, and the dot to get a row-major
+  operand.
+  """
+  return lax.optimization_barrier(x.reshape(-1)).reshape(x.shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def swapaxes(x, axis1: int, axis2: int):
+  """jnp.swapaxes as a row-major copy, and its gradient as well."""
+  return materialize(jnp.swapaxes(x, axis1, axis2))
+
+
+def _swapaxes_fwd(x, axis1, axis2):
+  return swapaxes(x, axis1, axis2), None
+
+
+def _swapaxes_bwd(axis1, axis2, _, g):
+  return (materialize(jnp.swapaxes(g, axis1, axis2)),)
+
+
+swapaxes.defvjp(_swapaxes_fwd, _swapaxes_bwd)
+
+
+def _materialized_transpose(x):
+  """x [..., m, k] -> [..., k, m] as a real row-major copy."""
+  return materialize(jnp.swapaxes(x, -1, -2))
+
+
+def _dot(a, b, contract_b: int, out_dtype):
+  """a [..., m, k] times b [..., k, n] (contract_b=-2) or b [..., n, k]
+  (contract_b=-1), batch dims leading: the two fast forms."""
+  batch = tuple(range(a.ndim - 2))
+  return lax.dot_general(
+      a, b, (((a.ndim - 1,), (b.ndim + contract_b,)), (batch, batch)),
+      preferred_element_type=out_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _matmul(a, b, transpose_b: bool, out_dtype):
+  return _dot(a, b, -1 if transpose_b else -2, out_dtype)
+
+
+def _matmul_fwd(a, b, transpose_b, out_dtype):
+  return _matmul(a, b, transpose_b, out_dtype), (a, b)
+
+
+def _matmul_bwd(transpose_b, out_dtype, residuals, g):
+  del out_dtype
+  a, b = residuals
+  g = g.astype(a.dtype)  # gradient dots in the operands' dtype
+  if transpose_b:  # y = a @ b.T: da = g @ b, db = g.T @ a
+    da = _dot(g, b, -2, a.dtype)
+    db = _dot(_materialized_transpose(g), a, -2, b.dtype)
+  else:  # y = a @ b: da = g @ b.T, db = a.T @ g
+    da = _dot(g, b, -1, a.dtype)
+    db = _dot(_materialized_transpose(a), g, -2, b.dtype)
+  return da, db
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def matmul(a, b, out_dtype=None):
+  """a [..., m, k] @ b [..., k, n] -> [..., m, n] (leading dims batch)."""
+  return _matmul(a, b, False, out_dtype or a.dtype)
+
+
+def matmul_nt(a, b, out_dtype=None):
+  """a [..., m, k] @ b[..., n, k].T -> [..., m, n] (leading dims batch)."""
+  return _matmul(a, b, True, out_dtype or a.dtype)
+
+
+def dense_dot_general(lhs, rhs, dimension_numbers, precision=None,
+                      preferred_element_type=None):
+  """lax.dot_general for flax Dense/DenseGeneral (`dot_general=`).
+
+  The layer's form, lhs [..., K...] contracting its trailing dims with the
+  kernel's leading dims [K..., N...] and no batch dims, runs as one 2-D
+  `matmul`; any other form falls back to lax.dot_general.
+  """
+  (lhs_contract, rhs_contract), (lhs_batch, _) = dimension_numbers
+  n = len(lhs_contract)
+  standard = (not lhs_batch and
+              tuple(lhs_contract) == tuple(range(lhs.ndim - n, lhs.ndim)) and
+              tuple(rhs_contract) == tuple(range(n)))
+  if not standard:
+    return lax.dot_general(lhs, rhs, dimension_numbers, precision,
+                           preferred_element_type=preferred_element_type)
+  outer, features = lhs.shape[:lhs.ndim - n], rhs.shape[n:]
+  inner = rhs.shape[:n]
+  y = matmul(lhs.reshape((-1,) + (_prod(inner),)),
+             rhs.reshape((_prod(inner), -1)), preferred_element_type)
+  return y.reshape(outer + features)
+
+
+def _prod(shape) -> int:
+  size = 1
+  for s in shape:
+    size *= s
+  return size
+
+
+def dense_dot_general_for(config):
+  """The `dot_general=` of a flax Dense in a model of `config`: the custom
+  VJP where use_fast_dots(config), else None (flax's lax.dot_general)."""
+  return dense_dot_general if use_fast_dots(config) else None
