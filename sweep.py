@@ -25,6 +25,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 import optuna
+import sqlalchemy
 
 from sweeping import report as report_lib
 from sweeping import spec as spec_lib
@@ -85,9 +86,7 @@ def main(argv):
   if _REPORT.value:
     sys.exit(write_report(spec, workdir, name))
   os.makedirs(workdir, exist_ok=True)
-  storage = study_lib.make_storage(
-      _STORAGE.value or f'sqlite:///{os.path.join(workdir, "study.db")}',
-      _HEARTBEAT.value)
+  storage = open_storage(workdir)
   try:
     study_lib.open_study(storage, name, spec, fingerprint,
                          study_lib.make_sampler(spec), pruner)
@@ -118,14 +117,22 @@ def main(argv):
     sys.exit(f'stopped; run the same command again to continue')
 
 
+def open_storage(workdir: str):
+  url = _STORAGE.value or f'sqlite:///{os.path.join(workdir, "study.db")}'
+  try:
+    return study_lib.make_storage(url, _HEARTBEAT.value)
+  except (ImportError, sqlalchemy.exc.SQLAlchemyError, OSError) as e:
+    sys.exit(f'error: --storage={url}: ' + ' '.join(
+        str(getattr(e, 'orig', None) or e).split())[:300])
+
+
 def write_report(spec, workdir: str, name: str, storage=None):
   """Writes the report; returns an error line, or None."""
   if storage is None:
-    url = _STORAGE.value or f'sqlite:///{os.path.join(workdir, "study.db")}'
     if not _STORAGE.value and not os.path.exists(os.path.join(workdir,
                                                               'study.db')):
       return f'error: no study in {workdir} (no study.db)'
-    storage = study_lib.make_storage(url, _HEARTBEAT.value)
+    storage = open_storage(workdir)
   try:
     study = optuna.load_study(study_name=name, storage=storage)
   except KeyError:

@@ -96,8 +96,9 @@ def write_plots(spec, study, workdir: str):
   complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
   with warnings.catch_warnings():  # Optuna's plots are 'experimental'
     warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-    if complete:
-      for name in spec.fields:
+    present = {name for t in complete for name in t.params}
+    for name in spec.fields:
+      if name in present:  # a settings-only field may never have completed
         ax = optuna.visualization.matplotlib.plot_slice(study, params=[name])
         _save(plt, ax, os.path.join(plots, f'objective_vs_{name}.png'))
     _plot_curves(plt, spec, study, os.path.join(plots, 'curves.png'))

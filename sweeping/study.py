@@ -8,18 +8,21 @@ RetryHeartbeatStaleTrialCallback; the copy inherits the user attribute
 counts settings, not retries.
 """
 import hashlib
+import random
 import time
 import warnings
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
+import sqlalchemy
 
 from sweeping.spec import SpecError, SweepSpec
 
 MAX_RETRY = 3           # re-runs of a setting whose worker died
 GRACE_HEARTBEATS = 3    # missed heartbeats before a trial counts as dead
 _READY_TIMEOUT_S = 120  # a joining worker waits this long for the creator
+_CREATE_ATTEMPTS = 5
 with warnings.catch_warnings():  # 'experimental' since Optuna 2.8
   warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
   retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
@@ -33,13 +36,25 @@ def make_storage(url: str, heartbeat_s: int):
   if '://' not in url:
     return optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(url))
+  if url.startswith('postgresql://'):
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the project
+    # ships psycopg2 (psycopg2-binary).
+    url = 'postgresql+psycopg2://' + url[len('postgresql://'):]
   # SQLite lets one writer in at a time: wait for the lock, not fail.
   engine = ({'connect_args': {'timeout': 60}} if url.startswith('sqlite')
             else {'pool_pre_ping': True})
-  return optuna.storages.RDBStorage(
-      url, engine_kwargs=engine, heartbeat_interval=heartbeat_s,
-      grace_period=GRACE_HEARTBEATS * heartbeat_s,
-      heartbeat_stale_trial_callback=retry)
+  for attempt in range(_CREATE_ATTEMPTS):
+    try:
+      return optuna.storages.RDBStorage(
+          url, engine_kwargs=engine, heartbeat_interval=heartbeat_s,
+          grace_period=GRACE_HEARTBEATS * heartbeat_s,
+          heartbeat_stale_trial_callback=retry)
+    except sqlalchemy.exc.DBAPIError:
+      # Workers started together race to create the tables ('table
+      # already exists'); the loser finds them made on its next try.
+      if attempt == _CREATE_ATTEMPTS - 1:
+        raise
+      time.sleep(1 + random.random())
 
 
 def has_heartbeat(storage) -> bool:

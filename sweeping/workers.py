@@ -129,9 +129,13 @@ def objective(sweep: Sweep, slot: Slot, trial) -> float:
       trial.report(value, step)
     return trial.should_prune()
 
+  env = slot.env(dict(os.environ))
+  # Trials share shapes (and so most compiled programs): compile once.
+  env.setdefault('JAX_COMPILATION_CACHE_DIR',
+                 os.path.join(sweep.workdir, 'compile_cache'))
   show(sweep, trial.study, f'trial {trial.number} started: {_short(params)}')
   outcome = trials_lib.run_trial(
-      command, path, sweep.spec.objective, env=slot.env(dict(os.environ)),
+      command, path, sweep.spec.objective, env=env,
       cpus=slot.cpus, report=report, stop_event=sweep.stop)
   return _finish(sweep, trial, outcome)
 
