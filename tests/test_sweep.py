@@ -5,6 +5,7 @@ the time goes to process start-up; each sweep runs in a subprocess, as a
 user would run it, with one simulated CPU device per trial.
 """
 import csv
+import functools
 import glob
 import json
 import os
@@ -332,3 +333,55 @@ def test_bad_spec_fails_in_one_line_before_any_study(tmp_path, sweep,
   assert result.returncode == 1
   assert result.stderr.strip() == message
   assert not workdir.exists()  # no study.db, no trials
+
+
+# ------------------------------------------------ shipped sweeps, devices --
+@pytest.mark.parametrize('path,arg', [('configs/default.py', None),
+                                      ('configs/multi30k_en_de.py',
+                                       'steps=2000'),
+                                      ('configs/causal_lm.py',
+                                       'data=shakespeare')])
+def test_shipped_sweeps_are_valid_and_start_from_the_shipped_setting(
+    path, arg):
+  import optuna  # pylint: disable=g-import-not-at-top
+  from sweeping import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  from sweeping import study as study_lib  # pylint: disable=g-import-not-at-top
+  module = spec_lib.load_config_module(str(REPO / path))
+  config = module.get_config(arg) if arg else module.get_config()
+  spec = spec_lib.parse_spec(
+      spec_lib.sweep_from_module(module, path, arg), config, {})
+  study = study_lib.open_study(
+      optuna.storages.InMemoryStorage(), 'test', spec, 'fingerprint',
+      study_lib.make_sampler(spec, 'salt'),
+      study_lib.make_pruner(spec, config.num_train_steps))
+  asked = [study.ask() for _ in range(3)]
+  params = [study_lib.suggest(trial, spec) for trial in asked]
+  assert sorted(params[0]) == sorted(spec.fields)
+  if spec.settings:  # the shipped setting first, then the sampler's
+    shipped = {name: functools.reduce(lambda node, key: node[key],
+                                      name.split('.'), config)
+               for name in spec.fields}
+    assert params[0] == shipped
+    assert params[1] != params[0] and params[2] != params[1]
+    for name, r in spec.ranges.items():
+      if r.kind in ('uniform', 'loguniform', 'int'):
+        assert r.low <= params[1][name] <= r.high
+  else:  # a grid: distinct points
+    assert len({tuple(p.values()) for p in params}) == 3
+
+
+def test_devices_are_split_between_workers():
+  from sweeping.workers import split_devices  # pylint: disable=g-import-not-at-top
+  gpu = split_devices(2, ['0', '1', '2', '3'], [0, 1])
+  assert [s.gpus for s in gpu] == [('0', '2'), ('1', '3')]
+  assert gpu[1].env({})['CUDA_VISIBLE_DEVICES'] == '1,3'
+  cpu = split_devices(2, [], [0, 1, 2, 3, 4])
+  assert [s.cpus for s in cpu] == [(0, 1, 2), (3, 4)]
+  env = cpu[1].env({'XLA_FLAGS': '--xla_foo=1'})
+  assert env['XLA_FLAGS'] == ('--xla_foo=1 --xla_cpu_multi_thread_eigen=false '
+                              'intra_op_parallelism_threads=2')
+  assert env['OMP_NUM_THREADS'] == '2'
+  assert split_devices(1, [], [0, 1]) == [split_devices(1, [], [0, 1])[0]]
+  assert split_devices(1, [], [0, 1])[0].env({'A': '1'}) == {'A': '1'}
+  with pytest.raises(ValueError, match='--workers=3 but 2 GPU'):
+    split_devices(3, ['0', '1'], [0])
