@@ -96,6 +96,7 @@ def write_plots(spec, study, workdir: str):
   complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
   with warnings.catch_warnings():  # Optuna's plots are 'experimental'
     warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+    warnings.simplefilter('ignore', UserWarning)  # one-value axes
     present = {name for t in complete for name in t.params}
     for name in spec.fields:
       if name in present:  # a settings-only field may never have completed

@@ -12,7 +12,9 @@ config.eval_every steps) and train.py's exit code:
 Any other non-zero code fails the trial. A train.py that predates exit
 code 75 dies of the signal itself; that counts as interrupted too.
 """
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import signal
@@ -90,9 +92,12 @@ def run_trial(command: list, workdir: str, objective: str, *, env: dict,
   follower = MetricsFollower(os.path.join(workdir, 'metrics.jsonl'))
   values, steps = {}, [0]
   with open(os.path.join(workdir, 'train.log'), 'ab') as out, \
-      open(stderr_path, 'ab') as err:
+      open(stderr_path, 'ab') as err, _workdir_lock(workdir) as lock:
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out,
-                               stderr=err, stdin=subprocess.DEVNULL)
+                               stderr=err, stdin=subprocess.DEVNULL,
+                               pass_fds=(lock.fileno(),))
+    lock.write(str(process.pid))
+    lock.flush()
     if cpus:  # before the interpreter starts threads, so all inherit it
       os.sched_setaffinity(process.pid, cpus)
     stopped_by_us, why, deadline = None, '', None
@@ -118,6 +123,47 @@ def run_trial(command: list, workdir: str, objective: str, *, env: dict,
       time.sleep(_POLL_S)
   return _outcome(code, stopped_by_us, why, values, max(steps),
                   _error_line(stderr_path, stderr_start))
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: str):
+  """An flock on the trial's workdir that its train.py inherits, so the
+  lock lives as long as that process does. A sweep killed alone (kill -9)
+  leaves its train.py running; the retry of that trial then finds the lock
+  taken, stops the orphan (pid in the lock file) and waits for its
+  checkpoint, instead of training beside it in the same workdir."""
+  with open(os.path.join(workdir, 'train.lock'), 'a+', encoding='utf-8') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      pid = f.read().strip()
+      print(f'{workdir}: train.py {pid} from an earlier sweep still runs '
+            'there; stopping it', flush=True)
+      _signal(pid, signal.SIGTERM)
+      deadline = time.time() + _STOP_GRACE_S
+      while not _try_lock(f):
+        if time.time() > deadline:
+          _signal(pid, signal.SIGKILL)
+        time.sleep(_POLL_S)
+    f.seek(0)
+    f.truncate()
+    yield f
+
+
+def _signal(pid: str, signum):
+  try:
+    os.kill(int(pid), signum)
+  except (ValueError, ProcessLookupError):
+    pass  # gone, or no pid written yet: the lock frees itself
+
+
+def _try_lock(f) -> bool:
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return True
+  except BlockingIOError:
+    return False
 
 
 def _outcome(code, stopped_by_us, why, values, step, error) -> Outcome:

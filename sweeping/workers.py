@@ -133,7 +133,10 @@ def objective(sweep: Sweep, slot: Slot, trial) -> float:
   # Trials share shapes (and so most compiled programs): compile once.
   env.setdefault('JAX_COMPILATION_CACHE_DIR',
                  os.path.join(sweep.workdir, 'compile_cache'))
-  show(sweep, trial.study, f'trial {trial.number} started: {_short(params)}')
+  first = int(os.path.basename(workdir))
+  resumes = f' (resumes trial {first})' if first != trial.number else ''
+  show(sweep, trial.study,
+       f'trial {trial.number}{resumes} started: {_short(params)}')
   outcome = trials_lib.run_trial(
       command, path, sweep.spec.objective, env=env,
       cpus=slot.cpus, report=report, stop_event=sweep.stop)
@@ -229,5 +232,6 @@ def _ended(trial) -> str:
 
 
 def _short(params: dict) -> str:
-  return ', '.join(f'{name.split(".")[-1]}={trials_lib.flag_value(v)}'
-                   for name, v in params.items())
+  return ', '.join(
+      f'{name.split(".")[-1]}={v:.4g}' if isinstance(v, float) else
+      f'{name.split(".")[-1]}={v}' for name, v in params.items())
