@@ -143,5 +143,20 @@ def write_report(spec, workdir: str, name: str, storage=None):
   return None
 
 
+def parse_flags(argv):
+  """absl flag parsing with a bad --config.* override in one line
+  (config_flags raises KeyError/AttributeError for an unknown field)."""
+  try:
+    return flags.FLAGS(argv)
+  except (KeyError, AttributeError) as e:
+    sys.exit(f'error: unknown config field: {_one_line(e)}')
+  except (flags.Error, ValueError, TypeError) as e:
+    sys.exit(f'error: bad command-line flag: {_one_line(e)}')
+
+
+def _one_line(error) -> str:
+  return ' '.join(str(error).replace("'", '').replace('"', '').split())
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
