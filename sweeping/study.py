@@ -169,7 +169,7 @@ def suggest(trial, spec: SweepSpec) -> dict:
 
 # ---------------------------------------------------------------- budget --
 def is_retry(trial) -> bool:
-  return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) is not None
+  return retry.retried_trial_number(trial) is not None
 
 
 def counts_as_setting(trial) -> bool:

@@ -17,7 +17,12 @@ import sys
 import tempfile
 import time
 
+import optuna
 import pytest
+
+from sweeping import spec as spec_lib
+from sweeping import study as study_lib
+from sweeping.workers import split_devices
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -343,9 +348,6 @@ def test_bad_spec_fails_in_one_line_before_any_study(tmp_path, sweep,
                                        'data=shakespeare')])
 def test_shipped_sweeps_are_valid_and_start_from_the_shipped_setting(
     path, arg):
-  import optuna  # pylint: disable=g-import-not-at-top
-  from sweeping import spec as spec_lib  # pylint: disable=g-import-not-at-top
-  from sweeping import study as study_lib  # pylint: disable=g-import-not-at-top
   module = spec_lib.load_config_module(str(REPO / path))
   config = module.get_config(arg) if arg else module.get_config()
   spec = spec_lib.parse_spec(
@@ -371,7 +373,6 @@ def test_shipped_sweeps_are_valid_and_start_from_the_shipped_setting(
 
 
 def test_devices_are_split_between_workers():
-  from sweeping.workers import split_devices  # pylint: disable=g-import-not-at-top
   gpu = split_devices(2, ['0', '1', '2', '3'], [0, 1])
   assert [s.gpus for s in gpu] == [('0', '2'), ('1', '3')]
   assert gpu[1].env({})['CUDA_VISIBLE_DEVICES'] == '1,3'
