@@ -210,6 +210,9 @@ def test_killed_sweep_resumes_the_interrupted_trial(tmp_path):
   rows = {r['trial']: r for r in read_report(workdir)}
   assert set(rows) == {'0', '1'}
   assert rows['0']['runs'] == '1' and rows['1']['runs'] == '2'
+  # The retry ran the interrupted trial's own grid point.
+  assert sorted(float(r['optimizer.learning_rate'])
+                for r in rows.values()) == [1e-3, 3e-3]
   assert all(r['state'] == 'complete' and r['step'] == '200'
              for r in rows.values())
   assert 'trial 0 started' not in result.stdout  # finished: not re-run
