@@ -10,7 +10,8 @@ to every trial. The study lives in DIR/study.db (SQLite) or in
 --storage=postgresql://... (or mysql://..., or an Optuna journal file
 path), which workers on other machines join with the same command.
 Running the same command again continues the study; interrupted trials
-resume from their own checkpoints. DIR/report.md and .csv, DIR/plots/ and
+resume from their own checkpoints; Ctrl-C or SIGTERM stops the trials at
+a checkpoint and exits with code 75. DIR/report.md and .csv, DIR/plots/ and
 DIR/tensorboard/ (HParams) are written at the end, and by --report at any
 time. The search space: sweeping/spec.py.
 """
@@ -30,6 +31,7 @@ import sqlalchemy
 from sweeping import report as report_lib
 from sweeping import spec as spec_lib
 from sweeping import study as study_lib
+from sweeping import trials as trials_lib
 from sweeping import workers as workers_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -113,8 +115,9 @@ def main(argv):
             for s in slots), flush=True)
   workers_lib.run_workers(sweep, slots, make_study)
   write_report(spec, workdir, name, storage)
-  if sweep.stop.is_set():
-    sys.exit(f'stopped; run the same command again to continue')
+  if sweep.stop.is_set():  # train.py's code for 'stopped, resumable'
+    print('stopped; run the same command again to continue', flush=True)
+    sys.exit(trials_lib.EXIT_INTERRUPTED)
 
 
 def open_storage(workdir: str):

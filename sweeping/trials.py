@@ -121,6 +121,9 @@ def run_trial(command: list, workdir: str, objective: str, *, env: dict,
       if deadline and time.time() > deadline:
         process.kill()
       time.sleep(_POLL_S)
+  if stop_event.is_set() and code != 0 and stopped_by_us != 'pruned':
+    # Ctrl-C reaches the trial too, which may die of it before we look.
+    stopped_by_us, why = 'interrupted', 'the sweep was stopped'
   return _outcome(code, stopped_by_us, why, values, max(steps),
                   _error_line(stderr_path, stderr_start))
 
