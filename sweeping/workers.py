@@ -198,20 +198,22 @@ def run_workers(sweep: Sweep, slots: list, make_study):
 def progress(spec, study) -> str:
   """'3/8 settings done, 2 running, 1 failed, 0 pruned | best ...'."""
   states = {}
-  best = None
+  best, best_number = None, None
   for chain in study_lib.chains(study):
     last = chain[-1]
     states[last.state] = states.get(last.state, 0) + 1
     if last.state == TrialState.COMPLETE and (
         best is None or spec.better(last.value, best.value)):
-      best = last
+      best, best_number = last, chain[0].number
   line = (f'{states.get(TrialState.COMPLETE, 0)}/{spec.budget} done, '
           f'{states.get(TrialState.RUNNING, 0)} running, '
           f'{states.get(TrialState.FAIL, 0)} failed, '
           f'{states.get(TrialState.PRUNED, 0)} pruned')
+  if states.get(TrialState.WAITING):
+    line += f', {states[TrialState.WAITING]} to resume'
   if best is not None:
     line += (f' | best {spec.objective} {best.value:.4g} '
-             f'(trial {best.number}: {_short(best.params)})')
+             f'(trial {best_number}: {_short(best.params)})')
   return line
 
 
@@ -223,12 +225,14 @@ def show(sweep: Sweep, study, event: str):
 
 def _ended(trial) -> str:
   state = trial.state.name.lower()
+  if trial.user_attrs.get('interrupted'):
+    state = 'interrupted (resumes on the next run)'
   reason = trial.user_attrs.get('reason')
   if trial.user_attrs.get('skipped'):
     return f'trial {trial.number} not run: budget spent'
   value = f' {trial.value:.4g}' if trial.value is not None else ''
   return f'trial {trial.number} {state}{value}' + (
-      f' ({reason})' if reason and state != 'complete' else '')
+      f' ({reason})' if reason and trial.state != TrialState.COMPLETE else '')
 
 
 def _short(params: dict) -> str:
