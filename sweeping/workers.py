@@ -231,8 +231,9 @@ def _ended(trial) -> str:
   if trial.user_attrs.get('skipped'):
     return f'trial {trial.number} not run: budget spent'
   value = f' {trial.value:.4g}' if trial.value is not None else ''
-  return f'trial {trial.number} {state}{value}' + (
-      f' ({reason})' if reason and trial.state != TrialState.COMPLETE else '')
+  if reason and trial.state != TrialState.COMPLETE:
+    value += f' ({reason})'
+  return f'trial {trial.number} {state}{value}'
 
 
 def _short(params: dict) -> str:
