@@ -26,6 +26,8 @@ _CREATE_ATTEMPTS = 5
 with warnings.catch_warnings():  # 'experimental' since Optuna 2.8
   warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
   retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+  # A trial stopped on purpose (Ctrl-C, SIGTERM) resumes however often.
+  resume = RetryHeartbeatStaleTrialCallback(max_retry=None)
 
 
 # --------------------------------------------------------------- storage --

@@ -146,10 +146,8 @@ def objective(sweep: Sweep, slot: Slot, trial) -> float:
 def _finish(sweep: Sweep, trial, outcome) -> float:
   trial.set_user_attr('step', outcome.step)
   if outcome.values:
-    best = outcome.values[min(outcome.values, key=lambda s: (
-        outcome.values[s] if sweep.spec.direction == 'min'
-        else -outcome.values[s]))]
-    trial.set_user_attr('best', best)
+    best = min if sweep.spec.direction == 'min' else max
+    trial.set_user_attr('best', best(outcome.values.values()))
   trial.set_user_attr('reason', outcome.reason)
   if outcome.state == 'complete':
     return outcome.value
@@ -162,7 +160,7 @@ def _finish(sweep: Sweep, trial, outcome) -> float:
 def retry_interrupted(study, frozen):
   """Optuna callback: queue an interrupted trial again (same workdir)."""
   if frozen.state == TrialState.FAIL and frozen.user_attrs.get('interrupted'):
-    study_lib.retry(study, frozen)
+    study_lib.resume(study, frozen)
 
 
 # -------------------------------------------------------------- workers --
