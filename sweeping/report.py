@@ -124,6 +124,7 @@ def _save(plt, ax, path: str):
 def _plot_curves(plt, spec, study, path: str):
   """The objective at each eval, one line per setting (all its runs)."""
   figure, ax = plt.subplots(figsize=(6, 4))
+  ax.set_prop_cycle(color=plt.cm.tab20.colors)  # 10 colours repeat too soon
   for chain in study_lib.chains(study):
     curve = {}
     for trial in chain:
