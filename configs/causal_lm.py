@@ -20,6 +20,11 @@ shipped setting, median pruning; get_sweep):
   DATA_DIR=../shared/data python sweep.py \
       --config=configs/causal_lm.py:data=shakespeare \
       --workdir=/tmp/shakespeare_sweep --workers=2
+
+Measured with --config.num_train_steps=200 on 2 shared CPU cores (23 min,
+experiments/sweeps.md): best validation loss 2.427 at learning rate 9.8e-3,
+dropout 0.03; the shipped setting 2.603 (8th of 10). Not yet measured at
+the shipped 2,000 steps.
 """
 import os
 
