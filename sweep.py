@@ -94,7 +94,10 @@ def main(argv):
                          study_lib.make_sampler(spec), pruner)
   except spec_lib.SpecError as e:
     sys.exit(f'error: {e}')
-  sweep = workers_lib.Sweep(spec, config_text, overrides, workdir,
+  # Trials run in the repository root: give them the file's absolute path.
+  path, colon, arg = config_text.partition(':')
+  sweep = workers_lib.Sweep(spec, os.path.abspath(path) + colon + arg,
+                            overrides, workdir,
                             study_lib.has_heartbeat(storage),
                             threading.Event())
   for signum in (signal.SIGINT, signal.SIGTERM):  # trials checkpoint, stop
