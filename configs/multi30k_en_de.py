@@ -18,6 +18,12 @@ chosen by its test score. Variants: get_config('steps=N') shortens the run
 `:steps=5500`, 51 minutes, 38.56 cased sacreBLEU / 38.96 lowercased
 tokenized BLEU; `:steps=7000 --config.grad_accum_steps=4`, 53 minutes,
 39.67 / 40.04 (10-checkpoint mean).
+
+Sweep (TPE over learning rate, dropout, label smoothing and warmup, 16
+trials from the shipped setting, median pruning; get_sweep):
+
+  python sweep.py --config=configs/multi30k_en_de.py:steps=2000 \
+      --workdir=/tmp/m30k_sweep --workers=2
 """
 import os
 
@@ -74,3 +80,23 @@ def get_config(arg: str | None = None):
   config.keep_checkpoints = 10
   config.average_last_checkpoints = 10
   return config
+
+
+def get_sweep(arg: str | None = None):
+  """TPE over the regularisation and schedule, by BLEU at the last eval;
+  the shipped setting is the first trial."""
+  config = get_config(arg)
+  steps = config.num_train_steps
+  return dict(
+      settings=[{'optimizer.learning_rate': config.optimizer.learning_rate,
+                 'model.dropout_rate': config.model.dropout_rate,
+                 'label_smoothing': config.label_smoothing,
+                 'optimizer.warmup_steps': config.optimizer.warmup_steps}],
+      ranges={'optimizer.learning_rate': ('loguniform', 5e-4, 5e-3),
+              'model.dropout_rate': ('uniform', 0.1, 0.4),
+              'label_smoothing': ('uniform', 0.0, 0.2),
+              'optimizer.warmup_steps': ('int', steps // 16, steps // 4)},
+      objective='eval/bleu', direction='max',
+      sampler='tpe', sampler_args={'n_startup_trials': 6},
+      pruner='median', pruner_args={'n_startup_trials': 4},
+      budget=16)
