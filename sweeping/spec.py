@@ -32,6 +32,8 @@ import os
 
 import ml_collections
 
+import tasks
+
 RANGE_KINDS = ('uniform', 'loguniform', 'int', 'categorical')
 SAMPLERS = ('grid', 'random', 'tpe')
 PRUNERS = ('none', 'median', 'hyperband')
@@ -117,38 +119,9 @@ def sweep_from_module(module, path: str, arg: str | None) -> dict:
 
 # -------------------------------------------------------------- metrics --
 def reported_metrics(config) -> set:
-  """The 'eval/...' names that train.py writes for this config.
-
-  This MIRRORS the tasks (infra/tasks/*.py `loss_sums` and `score`) and
-  train.evaluate: loss, token accuracy and perplexity always, extra loss
-  sums per task, and the decoded-sequence metrics when decode.beam_size >
-  0. Keep it in step when a task reports a new metric.
-  """
-  names = {'eval/loss', 'eval/accuracy', 'eval/perplexity'}
-  task, data = config.task, config.data
-  synthetic = data.get('source', 'synthetic') == 'synthetic'
-  if task == 'bert_pretraining':
-    names |= {'eval/mlm_loss', 'eval/nsp_loss', 'eval/nsp_accuracy'}
-  if config.decode.beam_size <= 0:
-    return names
-  if task == 'seq2seq':
-    if synthetic:
-      names.add('eval/exact_match')
-    else:
-      names |= {'eval/bleu', 'eval/bleu_lowercase_tokenized'}
-      if data.get('rouge', False):
-        names |= {'eval/rouge1', 'eval/rouge2', 'eval/rougeL'}
-  elif task == 'causal_lm':
-    names.add('eval/continuation_accuracy')
-  elif task == 'bert_pretraining':
-    names.add('eval/mlm_accuracy')
-  elif task == 'classification':
-    regression = config.model.get('num_labels', 2) == 1
-    names.add('eval/squared_error' if regression else 'eval/label_accuracy')
-  elif task == 'extractive_qa':
-    names |= ({'eval/span_exact_match'} if synthetic else
-              {'eval/exact_match', 'eval/f1'})
-  return names
+  """The 'eval/...' names that train.py writes for this config (from the
+  tasks themselves: tasks.eval_metric_names)."""
+  return set(tasks.eval_metric_names(config))
 
 
 # --------------------------------------------------------------- fields --

@@ -34,7 +34,8 @@ def get_task(config) -> Task:
 def eval_metric_names(config) -> list[str]:
   """The 'eval/...' metrics a run of `config` reports at each evaluation
   (decoded ones only when config.decode.beam_size > 0); loads no data."""
-  names = list(LOSS_METRICS)
+  cls = task_class(config)
+  names = list(LOSS_METRICS) + list(cls.loss_metric_names(config))
   if config.decode.beam_size > 0:
-    names += task_class(config).decoded_metric_names(config)
+    names += [n for n in cls.decoded_metric_names(config) if n not in names]
   return [f'eval/{name}' for name in names]

@@ -66,6 +66,12 @@ class Task(abc.ABC):
             for name, (total, count) in sums.items()}
 
   @classmethod
+  def loss_metric_names(cls, config) -> tuple[str, ...]:
+    """Names of the extra `loss_sums` metrics (without 'eval/')."""
+    del config
+    return ()
+
+  @classmethod
   def decoded_metric_names(cls, config) -> tuple[str, ...]:
     """Names `metrics_from_sums` reports for `config` (without 'eval/'),
     known without loading data: sweeps check their objective with it."""

@@ -33,6 +33,10 @@ class BertPretrainingTask(BertTask):
         pipelines.bert_pretraining_batches, (self.config.data.text_key,))
 
   @classmethod
+  def loss_metric_names(cls, config):
+    return ('mlm_loss', 'nsp_loss', 'nsp_accuracy')
+
+  @classmethod
   def decoded_metric_names(cls, config):
     return ('mlm_accuracy', 'nsp_accuracy')
 

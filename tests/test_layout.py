@@ -17,6 +17,7 @@ ALLOWED = {
     'training': {'models'},
     'tasks': {'input_data', 'decoding', 'training', 'models'},
     'configs': {'models'},
+    'sweeping': {'tasks'},
 }
 
 

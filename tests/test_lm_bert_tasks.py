@@ -6,7 +6,7 @@ import pytest
 import train
 from configs import bert_finetune, bert_pretraining, causal_lm
 from input_data import synthetic
-from tasks import get_task
+from tasks import eval_metric_names, get_task
 from training import optimizers
 
 
@@ -36,6 +36,7 @@ def pretrained_workdir(tmp_path_factory):
   result = train.train_and_evaluate(shrink(bert_pretraining.get_config()),
                                     workdir)
   metrics = result.eval_metrics
+  assert set(metrics) == set(eval_metric_names(bert_pretraining.get_config()))
   assert np.isfinite(metrics['eval/loss'])
   assert 0 <= metrics['eval/mlm_accuracy'] <= 1
   assert 0 <= metrics['eval/nsp_accuracy'] <= 1
@@ -67,6 +68,7 @@ def test_finetuning_restores_the_encoder_and_initialises_the_head(
                                 fresh[head]['kernel'])
   if task == 'classification':  # ... and training runs from there.
     result = train.train_and_evaluate(config, str(workdir) + '_finetune')
+    assert set(result.eval_metrics) == set(eval_metric_names(config))
     assert np.isfinite(result.eval_metrics['eval/loss'])
     assert 0 <= result.eval_metrics['eval/label_accuracy'] <= 1
 
