@@ -122,16 +122,6 @@ def translate(run, lines, *, batch_size, beam_size=None, alpha=None):
   return outputs
 
 
-def check_length(model_cfg, needed: int, max_new_tokens: int):
-  """Learned positions end at model.max_len; the others go on."""
-  if model_cfg.position_embedding == 'learned' and needed > model_cfg.max_len:
-    raise ValueError(
-        f'--max_new_tokens={max_new_tokens}: the longest prompt and the new '
-        f'tokens need {needed} positions, but the run learned '
-        f'model.max_len={model_cfg.max_len} (rotary or sinusoidal positions '
-        'have no such limit)')
-
-
 def generate(run, lines, *, batch_size, max_new_tokens, temperature=0.0,
              top_k=0, top_p=1.0, seed=0):
   """causal_lm: `max_new_tokens` after each prompt (or up to EOS)."""
@@ -140,12 +130,16 @@ def generate(run, lines, *, batch_size, max_new_tokens, temperature=0.0,
   width = max(len(p) for p in prompts)
   needed = width + max_new_tokens  # fed: BOS + all but the last token
   model_cfg = run.task.model_config
-  check_length(model_cfg, needed, max_new_tokens)
-  if model_cfg.position_embedding != 'learned':
+  # Learned positions end at model.max_len: past it, a window of the last
+  # max_len tokens slides along (nanoGPT); other positions just go on.
+  generate_fn = generation.generate
+  if model_cfg.position_embedding == 'learned' and needed > model_cfg.max_len:
+    generate_fn = generation.generate_sliding
+  elif model_cfg.position_embedding != 'learned':
     model_cfg = model_cfg.replace(max_len=max(model_cfg.max_len, needed))
   stop_ids = () if run.task.data.synthetic else (tokenizer.eos_id,)
   sample = jax.jit(functools.partial(
-      generation.generate, model_cfg, max_decode_len=needed,
+      generate_fn, model_cfg, max_decode_len=needed,
       temperature=temperature, top_k=top_k, stop_ids=stop_ids,
       bos_id=run.task.bos_id, pad_id=0))
   rows = [np.pad(np.asarray(p, np.int32), (0, width - len(p))) for p in

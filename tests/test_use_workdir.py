@@ -25,6 +25,7 @@ from decoding import generation
 from input_data import squad_features, synthetic
 from models import hf_export, registry
 from models.config import ModelConfig
+from models.decoder_lm import DecoderLM
 from tasks import get_task
 from training import checkpointing, run_config
 from training.metrics_writer import read_metrics
@@ -246,9 +247,32 @@ def test_predict_generates_greedily_and_samples_past_the_block(lm):
       top_k=20, top_p=0.95, seed=seed)
   first = sample(0)
   assert first == sample(0) and first != sample(1)
-  with pytest.raises(ValueError, match=r'--max_new_tokens=60: .* need 73 '
-                     r'positions, but the run learned model.max_len=48'):
-    predict.predict_lines(run, prompts, batch_size=2, max_new_tokens=60)
+
+
+def test_learned_positions_slide_a_window_past_max_len(lm):
+  """Past the 48 learned positions, each token comes from the last 48 fed
+  (nanoGPT's crop); within them the window equals the cached generation."""
+  run = opened(lm)
+  cfg, params, bos = run.task.model_config, run.params, run.task.bos_id
+  prompt = [run.tokenizer.encode('the cat')]
+  within = dict(max_decode_len=40, temperature=0.0, bos_id=bos)
+  np.testing.assert_array_equal(
+      generation.generate_sliding(cfg, params, prompt, jax.random.key(0),
+                                  **within)['tokens'],
+      generation.generate(cfg, params, prompt, jax.random.key(0),
+                          **within)['tokens'])
+  tokens = np.asarray(generation.generate_sliding(
+      cfg, params, prompt, jax.random.key(0), max_decode_len=70,
+      temperature=0.0, bos_id=bos)['tokens'])[0]
+  model = DecoderLM(cfg)
+  fed = [bos] + tokens.tolist()  # token i is predicted from fed[:i + 1]
+  for i in (48, 60, 69):  # a naive crop to the last 48 fed tokens
+    logits = model.apply({'params': params},
+                         np.asarray([fed[i + 1 - 48:i + 1]], np.int32))
+    assert int(np.argmax(logits[0, -1])) == tokens[i]
+  out = predict.predict_lines(run, ['the cat'], batch_size=1,
+                              max_new_tokens=60)
+  assert len(out[0]) > 0
 
 
 def test_rotary_positions_generate_beyond_max_len():
