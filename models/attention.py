@@ -67,14 +67,23 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
                           dropout_rng, deterministic: bool, impl: str,
                           dtype, dropout_bits: int = 32,
                           library_dots: bool = False):
-  """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,h,d].
+  """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,g,d].
 
+  g key/value heads (g divides h; grouped-query attention when g < h): kv
+  head j serves query heads j*h/g .. (j+1)*h/g - 1, as HF's repeat_kv.
   library_dots: run both products as fast_dots matmuls over [b, h, ., d]
   (bf16 on CPU; fast_dots.use_fast_dots), else as XLA einsums.
   """
   if impl == 'fused':
-    # cuDNN flash attention on GPU where shapes allow, XLA elsewhere.
+    # cuDNN flash attention on GPU where shapes allow, XLA elsewhere; it
+    # takes grouped key/value heads as they are.
     return jax.nn.dot_product_attention(query, key, value, mask=mask)
+  groups = query.shape[2] // key.shape[2]
+  if groups > 1:
+    # The copies are [b, k, h, d], small beside the [b, h, q, k] logits;
+    # the cache and the projections stay at g heads.
+    key = jnp.repeat(key, groups, axis=2)
+    value = jnp.repeat(value, groups, axis=2)
   depth = query.shape[-1]
   query = query / jnp.sqrt(depth).astype(query.dtype)
   # [b, l, h, d] <-> [b, h, l, d], copied (and so the gradients) so that
@@ -100,8 +109,9 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
 class MultiHeadAttention(nn.Module):
   """Multi-head attention with an optional key/value cache for decoding.
 
-  With `decode=True` the module keeps `cached_key`/`cached_value`
-  [b, max_len, h, d] and `cache_index` in the 'cache' collection; each call
+  Keys and values have `config.kv_heads` heads (fewer than the query heads
+  in grouped-query attention). With `decode=True` the module keeps
+  `cached_key`/`cached_value` [b, max_len, kv_heads, d] and `cache_index` in the 'cache' collection; each call
   appends its keys/values at `cache_index` (one token, or a whole prompt) and
   attends causally over everything cached so far. The first call with
   `decode=True` (during `init`) only creates the cache, sized by the inputs.
@@ -125,10 +135,10 @@ class MultiHeadAttention(nn.Module):
         param_dtype=cfg.params_dtype, name=name,
         kernel_init=initializers.kernel(cfg, residual_output=name == 'out'),
         dot_general=fast_dots.dense_dot_general_for(cfg))
-    heads = (cfg.num_heads, cfg.head_dim)
-    query = dense('query', heads)(inputs_q)
-    key = dense('key', heads)(inputs_kv)
-    value = dense('value', heads)(inputs_kv)
+    kv_heads = (cfg.kv_heads, cfg.head_dim)
+    query = dense('query', (cfg.num_heads, cfg.head_dim))(inputs_q)
+    key = dense('key', kv_heads)(inputs_kv)
+    value = dense('value', kv_heads)(inputs_kv)
 
     if cfg.position_embedding == 'rope':
       query = rotary_embedding(query, positions_q, cfg.rope_base)
@@ -149,7 +159,7 @@ class MultiHeadAttention(nn.Module):
     return dense('out', cfg.d_model, axis=(-2, -1))(out)
 
   def _update_cache(self, key, value, mask):
-    """Writes key/value [b, l, h, d] at cache_index; returns the full cache."""
+    """Writes key/value [b, l, kv_heads, d] at cache_index; returns the full cache."""
     initialized = self.has_variable('cache', 'cached_key')
     cached_key = self.variable('cache', 'cached_key', jnp.zeros, key.shape,
                                key.dtype)
