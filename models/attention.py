@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from models import fast_dots
+from models.blockwise_attention import blockwise_attention
 from models import initializers
 from models.config import ModelConfig
 from models.dropout import apply_dropout
@@ -66,13 +67,16 @@ def rotary_embedding(x, positions, base: float):
 def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
                           dropout_rng, deterministic: bool, impl: str,
                           dtype, dropout_bits: int = 32,
-                          library_dots: bool = False):
+                          library_dots: bool = False,
+                          block_size: int = 128):
   """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,g,d].
 
   g key/value heads (g divides h; grouped-query attention when g < h): kv
   head j serves query heads j*h/g .. (j+1)*h/g - 1, as HF's repeat_kv.
   library_dots: run both products as fast_dots matmuls over [b, h, ., d]
   (bf16 on CPU; fast_dots.use_fast_dots), else as XLA einsums.
+  impl 'blockwise': online softmax over key blocks of `block_size`
+  (models/blockwise_attention.py); no dropout.
   """
   if impl == 'fused':
     # cuDNN flash attention on GPU where shapes allow, XLA elsewhere; it
@@ -86,6 +90,8 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
     value = jnp.repeat(value, groups, axis=2)
   depth = query.shape[-1]
   query = query / jnp.sqrt(depth).astype(query.dtype)
+  if impl == 'blockwise':
+    return blockwise_attention(query, key, value, mask, block_size)
   # [b, l, h, d] <-> [b, h, l, d], copied (and so the gradients) so that
   # the dots get row-major operands (fast_dots.materialize).
   heads_first = lambda x: fast_dots.swapaxes(x, 1, 2)
@@ -155,7 +161,8 @@ class MultiHeadAttention(nn.Module):
         dropout_rng=dropout_rng, deterministic=self.deterministic,
         impl=cfg.attention_impl, dtype=cfg.compute_dtype,
         dropout_bits=cfg.dropout_bits,
-        library_dots=fast_dots.use_fast_dots(cfg))
+        library_dots=fast_dots.use_fast_dots(cfg),
+        block_size=cfg.attention_block_size)
     return dense('out', cfg.d_model, axis=(-2, -1))(out)
 
   def _update_cache(self, key, value, mask):

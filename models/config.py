@@ -14,7 +14,7 @@ _CHOICES = {
     'activation': ('relu', 'gelu', 'gelu_tanh', 'silu'),
     'ffn_kind': ('dense', 'gated'),
     'norm_kind': ('layer', 'rms'),
-    'attention_impl': ('einsum', 'fused'),
+    'attention_impl': ('einsum', 'fused', 'blockwise'),
     'remat_policy': ('none', 'full', 'save_dots'),
     'dtype': ('float32', 'bfloat16', 'float16'),
     'param_dtype': ('float32', 'bfloat16'),
@@ -60,7 +60,9 @@ class ModelConfig:
                                      # at variance / (2 * layers)
   dtype: str = 'float32'           # compute dtype (activations, matmuls)
   param_dtype: str = 'float32'     # storage dtype of parameters
-  attention_impl: str = 'einsum'   # 'fused': jax.nn.dot_product_attention
+  attention_impl: str = 'einsum'   # 'fused': jax.nn.dot_product_attention;
+                                   # 'blockwise': online softmax, no s x s
+  attention_block_size: int = 128  # keys per block of 'blockwise'
   remat_policy: str = 'none'       # activation rematerialisation per layer
   scan_layers: bool = False        # nn.scan over layers: one compiled layer
   cpu_bf16_dots: bool = True       # bf16 on the CPU backend: custom-VJP
@@ -76,7 +78,7 @@ class ModelConfig:
         raise ValueError(
             f'model.{name}={value!r} is not one of {", ".join(choices)}')
     for name in ('vocab_size', 'd_model', 'num_heads', 'd_ff', 'num_layers',
-                 'max_len', 'num_labels'):
+                 'max_len', 'num_labels', 'attention_block_size'):
       if getattr(self, name) <= 0:
         raise ValueError(f'model.{name} must be positive, got '
                          f'{getattr(self, name)}')
@@ -113,6 +115,9 @@ class ModelConfig:
       raise ValueError('model.attention_impl="fused" (jax.nn.dot_product_'
                        'attention) has no attention dropout; set '
                        'model.attention_dropout_rate=0')
+    if self.attention_impl == 'blockwise' and self.attention_dropout_rate > 0:
+      raise ValueError('model.attention_impl="blockwise" has no attention '
+                       'dropout; set model.attention_dropout_rate=0')
 
   @property
   def head_dim(self) -> int:
