@@ -117,9 +117,10 @@ class MultiHeadAttention(nn.Module):
 
   Keys and values have `config.kv_heads` heads (fewer than the query heads
   in grouped-query attention). With `decode=True` the module keeps
-  `cached_key`/`cached_value` [b, max_len, kv_heads, d] and `cache_index` in the 'cache' collection; each call
-  appends its keys/values at `cache_index` (one token, or a whole prompt) and
-  attends causally over everything cached so far. The first call with
+  `cached_key`/`cached_value` [b, max_len, kv_heads, d] and `cache_index`
+  in the 'cache' collection; each call appends its keys/values at
+  `cache_index` (one token, or a whole prompt) and attends causally over
+  everything cached so far. The first call with
   `decode=True` (during `init`) only creates the cache, sized by the inputs.
   """
   config: ModelConfig
@@ -166,7 +167,8 @@ class MultiHeadAttention(nn.Module):
     return dense('out', cfg.d_model, axis=(-2, -1))(out)
 
   def _update_cache(self, key, value, mask):
-    """Writes key/value [b, l, kv_heads, d] at cache_index; returns the full cache."""
+    """Writes key/value [b, l, kv_heads, d] at cache_index; returns the
+    full cache."""
     initialized = self.has_variable('cache', 'cached_key')
     cached_key = self.variable('cache', 'cached_key', jnp.zeros, key.shape,
                                key.dtype)

@@ -1,4 +1,4 @@
-"""Import of Hugging Face checkpoints (BERT, GPT-2, Llama) from a local directory.
+"""Import of Hugging Face checkpoints (BERT, GPT-2, Llama) from a directory.
 
 A checkpoint directory holds `config.json` and `model.safetensors` (or
 `pytorch_model.bin`, or sharded `*.index.json` versions), with the tokenizer

@@ -59,17 +59,16 @@ def test_blockwise_equals_einsum_forward_and_gradients(mask_name, block_size,
   def loss(impl, *args):
     return jnp.sum(attend(impl, block_size, *args, mask) * cotangent)
 
-  for impl_args in [inputs]:
-    ours = attend('blockwise', block_size, *impl_args, mask)
-    reference = attend('einsum', block_size, *impl_args, mask)
-    np.testing.assert_allclose(ours, reference, atol=1e-5)
-    grads = jax.grad(functools.partial(loss, 'blockwise'),
-                     argnums=(0, 1, 2))(*impl_args)
-    reference_grads = jax.grad(functools.partial(loss, 'einsum'),
-                               argnums=(0, 1, 2))(*impl_args)
-    for g, r in zip(grads, reference_grads):
-      assert np.abs(np.asarray(r)).max() > 1e-3
-      np.testing.assert_allclose(g, r, atol=1e-4)
+  np.testing.assert_allclose(attend('blockwise', block_size, *inputs, mask),
+                             attend('einsum', block_size, *inputs, mask),
+                             atol=1e-5)
+  grads = jax.grad(functools.partial(loss, 'blockwise'),
+                   argnums=(0, 1, 2))(*inputs)
+  reference_grads = jax.grad(functools.partial(loss, 'einsum'),
+                             argnums=(0, 1, 2))(*inputs)
+  for g, r in zip(grads, reference_grads):
+    assert np.abs(np.asarray(r)).max() > 1e-3
+    np.testing.assert_allclose(g, r, atol=1e-4)
 
 
 def test_gradients_are_computed_without_score_sized_residuals():
