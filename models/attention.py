@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from models import fast_dots
+from models.blockwise_attention import blockwise_attention
 from models import initializers
 from models.config import ModelConfig
 from models.dropout import apply_dropout
@@ -66,17 +67,31 @@ def rotary_embedding(x, positions, base: float):
 def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
                           dropout_rng, deterministic: bool, impl: str,
                           dtype, dropout_bits: int = 32,
-                          library_dots: bool = False):
-  """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,h,d].
+                          library_dots: bool = False,
+                          block_size: int = 128):
+  """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,g,d].
 
+  g key/value heads (g divides h; grouped-query attention when g < h): kv
+  head j serves query heads j*h/g .. (j+1)*h/g - 1, as HF's repeat_kv.
   library_dots: run both products as fast_dots matmuls over [b, h, ., d]
   (bf16 on CPU; fast_dots.use_fast_dots), else as XLA einsums.
+  impl 'blockwise': online softmax over key blocks of `block_size`
+  (models/blockwise_attention.py); no dropout.
   """
   if impl == 'fused':
-    # cuDNN flash attention on GPU where shapes allow, XLA elsewhere.
+    # cuDNN flash attention on GPU where shapes allow, XLA elsewhere; it
+    # takes grouped key/value heads as they are.
     return jax.nn.dot_product_attention(query, key, value, mask=mask)
+  groups = query.shape[2] // key.shape[2]
+  if groups > 1:
+    # The copies are [b, k, h, d], small beside the [b, h, q, k] logits;
+    # the cache and the projections stay at g heads.
+    key = jnp.repeat(key, groups, axis=2)
+    value = jnp.repeat(value, groups, axis=2)
   depth = query.shape[-1]
   query = query / jnp.sqrt(depth).astype(query.dtype)
+  if impl == 'blockwise':
+    return blockwise_attention(query, key, value, mask, block_size)
   # [b, l, h, d] <-> [b, h, l, d], copied (and so the gradients) so that
   # the dots get row-major operands (fast_dots.materialize).
   heads_first = lambda x: fast_dots.swapaxes(x, 1, 2)
@@ -100,10 +115,12 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
 class MultiHeadAttention(nn.Module):
   """Multi-head attention with an optional key/value cache for decoding.
 
-  With `decode=True` the module keeps `cached_key`/`cached_value`
-  [b, max_len, h, d] and `cache_index` in the 'cache' collection; each call
-  appends its keys/values at `cache_index` (one token, or a whole prompt) and
-  attends causally over everything cached so far. The first call with
+  Keys and values have `config.kv_heads` heads (fewer than the query heads
+  in grouped-query attention). With `decode=True` the module keeps
+  `cached_key`/`cached_value` [b, max_len, kv_heads, d] and `cache_index`
+  in the 'cache' collection; each call appends its keys/values at
+  `cache_index` (one token, or a whole prompt) and attends causally over
+  everything cached so far. The first call with
   `decode=True` (during `init`) only creates the cache, sized by the inputs.
   """
   config: ModelConfig
@@ -125,10 +142,10 @@ class MultiHeadAttention(nn.Module):
         param_dtype=cfg.params_dtype, name=name,
         kernel_init=initializers.kernel(cfg, residual_output=name == 'out'),
         dot_general=fast_dots.dense_dot_general_for(cfg))
-    heads = (cfg.num_heads, cfg.head_dim)
-    query = dense('query', heads)(inputs_q)
-    key = dense('key', heads)(inputs_kv)
-    value = dense('value', heads)(inputs_kv)
+    kv_heads = (cfg.kv_heads, cfg.head_dim)
+    query = dense('query', (cfg.num_heads, cfg.head_dim))(inputs_q)
+    key = dense('key', kv_heads)(inputs_kv)
+    value = dense('value', kv_heads)(inputs_kv)
 
     if cfg.position_embedding == 'rope':
       query = rotary_embedding(query, positions_q, cfg.rope_base)
@@ -145,11 +162,13 @@ class MultiHeadAttention(nn.Module):
         dropout_rng=dropout_rng, deterministic=self.deterministic,
         impl=cfg.attention_impl, dtype=cfg.compute_dtype,
         dropout_bits=cfg.dropout_bits,
-        library_dots=fast_dots.use_fast_dots(cfg))
+        library_dots=fast_dots.use_fast_dots(cfg),
+        block_size=cfg.attention_block_size)
     return dense('out', cfg.d_model, axis=(-2, -1))(out)
 
   def _update_cache(self, key, value, mask):
-    """Writes key/value [b, l, h, d] at cache_index; returns the full cache."""
+    """Writes key/value [b, l, kv_heads, d] at cache_index; returns the
+    full cache."""
     initialized = self.has_variable('cache', 'cached_key')
     cached_key = self.variable('cache', 'cached_key', jnp.zeros, key.shape,
                                key.dtype)

@@ -12,7 +12,9 @@ _CHOICES = {
     'norm_position': ('post', 'pre'),
     'position_embedding': ('sinusoidal', 'learned', 'rope', 'none'),
     'activation': ('relu', 'gelu', 'gelu_tanh', 'silu'),
-    'attention_impl': ('einsum', 'fused'),
+    'ffn_kind': ('dense', 'gated'),
+    'norm_kind': ('layer', 'rms'),
+    'attention_impl': ('einsum', 'fused', 'blockwise'),
     'remat_policy': ('none', 'full', 'save_dots'),
     'dtype': ('float32', 'bfloat16', 'float16'),
     'param_dtype': ('float32', 'bfloat16'),
@@ -25,6 +27,8 @@ class ModelConfig:
   vocab_size: int = 32000          # tokens; shared by source and target
   d_model: int = 512               # width of the residual stream
   num_heads: int = 8               # attention heads; d_model % num_heads == 0
+  num_kv_heads: int = 0            # key/value heads: 0 = num_heads; fewer is
+                                   # grouped-query (1: multi-query) attention
   d_ff: int = 2048                 # hidden width of the feed-forward block
   num_layers: int = 6              # encoder layers (and decoder layers)
   num_decoder_layers: int = 0      # 0: same as num_layers
@@ -34,7 +38,11 @@ class ModelConfig:
   dropout_bits: int = 32           # random bits per dropout decision (8/16:
                                    # cheaper, rate rounded; models/dropout.py)
   activation: str = 'relu'
+  ffn_kind: str = 'dense'          # 'gated': act(x W1) * (x W3) W2 (silu:
+                                   # SwiGLU, gelu: GeGLU; Shazeer 2020)
   norm_position: str = 'post'      # 'post' as in the paper, 'pre' (GPT-2)
+  norm_kind: str = 'layer'         # 'layer': LayerNorm; 'rms': RMSNorm
+                                   # (Zhang & Sennrich 2019; Llama), no shift
   final_layer_norm: bool = False   # LayerNorm after the last layer (pre-LN)
   embedding_layer_norm: bool = False  # LayerNorm on embeddings (BERT)
   layer_norm_epsilon: float = 1e-6
@@ -52,7 +60,9 @@ class ModelConfig:
                                      # at variance / (2 * layers)
   dtype: str = 'float32'           # compute dtype (activations, matmuls)
   param_dtype: str = 'float32'     # storage dtype of parameters
-  attention_impl: str = 'einsum'   # 'fused': jax.nn.dot_product_attention
+  attention_impl: str = 'einsum'   # 'fused': jax.nn.dot_product_attention;
+                                   # 'blockwise': online softmax, no s x s
+  attention_block_size: int = 128  # keys per block of 'blockwise'
   remat_policy: str = 'none'       # activation rematerialisation per layer
   scan_layers: bool = False        # nn.scan over layers: one compiled layer
   cpu_bf16_dots: bool = True       # bf16 on the CPU backend: custom-VJP
@@ -68,7 +78,7 @@ class ModelConfig:
         raise ValueError(
             f'model.{name}={value!r} is not one of {", ".join(choices)}')
     for name in ('vocab_size', 'd_model', 'num_heads', 'd_ff', 'num_layers',
-                 'max_len', 'num_labels'):
+                 'max_len', 'num_labels', 'attention_block_size'):
       if getattr(self, name) <= 0:
         raise ValueError(f'model.{name} must be positive, got '
                          f'{getattr(self, name)}')
@@ -76,6 +86,13 @@ class ModelConfig:
       raise ValueError(
           f'model.d_model={self.d_model} is not divisible by '
           f'model.num_heads={self.num_heads}')
+    if self.num_kv_heads < 0:
+      raise ValueError(f'model.num_kv_heads must be >= 0 (0: num_heads), got '
+                       f'{self.num_kv_heads}')
+    if self.num_heads % self.kv_heads:
+      raise ValueError(
+          f'model.num_heads={self.num_heads} is not divisible by '
+          f'model.num_kv_heads={self.num_kv_heads} (0: num_heads)')
     if self.position_embedding == 'rope' and self.head_dim % 2:
       raise ValueError(f'rotary positions need an even head dimension, got '
                        f'd_model/num_heads={self.head_dim}')
@@ -98,10 +115,18 @@ class ModelConfig:
       raise ValueError('model.attention_impl="fused" (jax.nn.dot_product_'
                        'attention) has no attention dropout; set '
                        'model.attention_dropout_rate=0')
+    if self.attention_impl == 'blockwise' and self.attention_dropout_rate > 0:
+      raise ValueError('model.attention_impl="blockwise" has no attention '
+                       'dropout; set model.attention_dropout_rate=0')
 
   @property
   def head_dim(self) -> int:
     return self.d_model // self.num_heads
+
+  @property
+  def kv_heads(self) -> int:
+    """Key/value heads; each serves num_heads // kv_heads query heads."""
+    return self.num_kv_heads or self.num_heads
 
   @property
   def decoder_layers(self) -> int:

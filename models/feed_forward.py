@@ -1,4 +1,9 @@
-"""Position-wise feed-forward block: FFN(x) = act(x W1 + b1) W2 + b2."""
+"""Position-wise feed-forward block, dense or gated.
+
+dense: FFN(x) = act(x W1 + b1) W2 + b2 (parameters 'wi', 'wo').
+gated: FFN(x) = (act(x W1) * x W3) W2 (Shazeer 2020; 'w1' gate, 'w3' up,
+'w2' down, as Llama): SwiGLU with silu, GeGLU with gelu.
+"""
 import jax
 import flax.linen as nn
 
@@ -13,6 +18,8 @@ ACTIVATIONS = {
     'gelu_tanh': lambda x: jax.nn.gelu(x, approximate=True),  # GPT-2
     'silu': jax.nn.silu,
 }
+# The residual branch's last projection (scaled init, initializers.kernel).
+_OUTPUT = {'dense': 'wo', 'gated': 'w2'}
 
 
 class FeedForward(nn.Module):
@@ -23,12 +30,17 @@ class FeedForward(nn.Module):
   @nn.compact
   def __call__(self, x):
     cfg = self.config
+    output = _OUTPUT[cfg.ffn_kind]
     dense = lambda name, features: nn.Dense(
         features, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
         param_dtype=cfg.params_dtype, name=name,
-        kernel_init=initializers.kernel(cfg, residual_output=name == 'wo'),
+        kernel_init=initializers.kernel(cfg, residual_output=name == output),
         dot_general=fast_dots.dense_dot_general_for(cfg))
-    h = ACTIVATIONS[cfg.activation](dense('wi', cfg.d_ff)(x))
+    act = ACTIVATIONS[cfg.activation]
+    if cfg.ffn_kind == 'gated':
+      h = act(dense('w1', cfg.d_ff)(x)) * dense('w3', cfg.d_ff)(x)
+    else:
+      h = act(dense('wi', cfg.d_ff)(x))
     h = Dropout(cfg.activation_dropout_rate, cfg.dropout_bits)(
         h, self.deterministic)
-    return dense('wo', cfg.d_model)(h)
+    return dense(output, cfg.d_model)(h)

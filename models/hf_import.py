@@ -1,4 +1,4 @@
-"""Import of Hugging Face checkpoints (BERT and GPT-2 families) from a local directory.
+"""Import of Hugging Face checkpoints (BERT, GPT-2, Llama) from a directory.
 
 A checkpoint directory holds `config.json` and `model.safetensors` (or
 `pytorch_model.bin`, or sharded `*.index.json` versions), with the tokenizer
@@ -12,6 +12,8 @@ files beside them. Supported architectures (with or without the `bert.` /
     BertForTokenClassification     -> 'bert_token_classifier'
     BertForQuestionAnswering       -> 'bert_qa'
     GPT2Model, GPT2LMHeadModel     -> 'decoder_lm'
+    LlamaForCausalLM               -> 'decoder_lm' (RMSNorm, SwiGLU,
+                                      grouped-query attention, rotary)
 
 Use:
 
@@ -53,9 +55,10 @@ ARCHITECTURES = {
     'BertForQuestionAnswering': 'bert_qa',
     'GPT2Model': 'decoder_lm',
     'GPT2LMHeadModel': 'decoder_lm',
+    'LlamaForCausalLM': 'decoder_lm',
 }
 # The model an unknown architecture of a known model_type is tried as.
-_BASE_MODEL = {'bert': 'bert', 'gpt2': 'decoder_lm'}
+_BASE_MODEL = {'bert': 'bert', 'gpt2': 'decoder_lm', 'llama': 'decoder_lm'}
 _LIST_LIMIT = 8
 
 
@@ -197,6 +200,8 @@ def model_config_from_hf(hf: dict, **overrides) -> tuple[ModelConfig, str]:
         type_vocab_size=0,
         tie_output_embedding=hf.get('tie_word_embeddings', True),
         scale_embedding=False, init_std=hf.get('initializer_range', 0.02))
+  elif model_type == 'llama':
+    fields = _llama_fields(hf)
   else:
     raise ValueError(f'model_type {model_type!r} is not supported '
                      f'({", ".join(_BASE_MODEL)})')
@@ -206,6 +211,46 @@ def model_config_from_hf(hf: dict, **overrides) -> tuple[ModelConfig, str]:
     logging.warning('architecture %s is not supported; trying it as %r',
                     architecture, model_name)
   return ModelConfig(**fields), model_name
+
+
+def _llama_rope_base(hf: dict) -> float:
+  """rope_theta from transformers 5 (`rope_parameters`) or 4 (top level,
+  `rope_scaling`); only unscaled rotary positions are supported."""
+  rope = hf.get('rope_parameters') or hf.get('rope_scaling') or {}
+  kind = rope.get('rope_type', rope.get('type', 'default'))
+  if kind != 'default':
+    raise ValueError(f'Llama rope_type={kind!r} is not supported (default '
+                     'only)')
+  return float(rope.get('rope_theta', hf.get('rope_theta', 10000.0)))
+
+
+def _llama_fields(hf: dict) -> dict:
+  """ModelConfig fields of a Llama config.json.
+
+  HF Llama rotates the two halves of each head (rotate_half), the layout
+  of our `attention.rotary_embedding`, so q/k weights import unpermuted.
+  """
+  for flag in ('attention_bias', 'mlp_bias'):
+    if hf.get(flag):
+      raise ValueError(f'Llama {flag}=True is not supported')
+  d_model, num_heads = hf['hidden_size'], hf['num_attention_heads']
+  head_dim = hf.get('head_dim') or d_model // num_heads
+  if head_dim * num_heads != d_model:
+    raise ValueError(f'Llama head_dim={head_dim} is not hidden_size/'
+                     f'num_attention_heads={d_model}/{num_heads}')
+  return dict(
+      vocab_size=hf['vocab_size'], d_model=d_model, num_heads=num_heads,
+      num_kv_heads=hf.get('num_key_value_heads') or num_heads,
+      d_ff=hf['intermediate_size'], num_layers=hf['num_hidden_layers'],
+      dropout_rate=0.0, attention_dropout_rate=hf.get('attention_dropout', 0.0),
+      activation=_activation(hf.get('hidden_act', 'silu')),
+      ffn_kind='gated', norm_kind='rms', norm_position='pre',
+      final_layer_norm=True, layer_norm_epsilon=hf.get('rms_norm_eps', 1e-6),
+      position_embedding='rope', rope_base=_llama_rope_base(hf),
+      max_len=hf.get('max_position_embeddings', 2048), type_vocab_size=0,
+      tie_output_embedding=hf.get('tie_word_embeddings', False),
+      scale_embedding=False, use_bias=False,
+      init_std=hf.get('initializer_range', 0.02))
 
 
 # ---------------------------------------------------------------- tensors
@@ -294,10 +339,31 @@ _GPT2_RULES = (
     (rf'ln_f\.{_LN}', 'final_norm/{norm}', 'same'),
     (r'lm_head\.weight', 'output_projection/kernel', 'untied_linear'),
 )
+_LLAMA_LAYER = r'layers\.(?P<i>\d+)\.'
+_LLAMA_LAYER_OUT = 'stack/layers_{i}'
+_LLAMA_PROJ = {'q': 'query', 'k': 'key', 'v': 'value'}
+_LLAMA_MLP = {'gate': 'w1', 'up': 'w3', 'down': 'w2'}
+_LLAMA_RULES = (
+    (r'embed_tokens\.weight', 'token_embedding/embedding', 'same'),
+    (rf'{_LLAMA_LAYER}input_layernorm\.weight',
+     _LLAMA_LAYER_OUT + '/attention_residual/norm/scale', 'same'),
+    (rf'{_LLAMA_LAYER}self_attn\.(?P<llama_proj>q|k|v)_proj\.weight',
+     _LLAMA_LAYER_OUT + '/attention/{llama_proj}/kernel', 'linear_to_heads'),
+    (rf'{_LLAMA_LAYER}self_attn\.o_proj\.weight',
+     _LLAMA_LAYER_OUT + '/attention/out/kernel', 'linear_from_heads'),
+    (rf'{_LLAMA_LAYER}self_attn\.rotary_emb\.inv_freq', None, None),  # buffer
+    (rf'{_LLAMA_LAYER}post_attention_layernorm\.weight',
+     _LLAMA_LAYER_OUT + '/ffn_residual/norm/scale', 'same'),
+    (rf'{_LLAMA_LAYER}mlp\.(?P<llama_mlp>gate|up|down)_proj\.weight',
+     _LLAMA_LAYER_OUT + '/ffn/{llama_mlp}/kernel', 'linear'),
+    (r'norm\.weight', 'final_norm/scale', 'same'),
+    (r'rotary_emb\.inv_freq', None, None),  # buffer
+    (r'lm_head\.weight', 'output_projection/kernel', 'untied_linear'),
+)
 
 
-def _to_heads(cfg, x):  # [..., d] -> [..., h, hd]
-  return x.reshape(*x.shape[:-1], cfg.num_heads, cfg.head_dim)
+def _to_heads(cfg, x):  # [..., h * hd] -> [..., h, hd]; h: query or kv heads
+  return x.reshape(*x.shape[:-1], -1, cfg.head_dim)
 
 
 def _from_heads(cfg, x):  # [d, out] -> [h, hd, out]
@@ -322,6 +388,10 @@ def _convert_tensor(template, transform, groups, cfg, tensor):
     groups['norm'] = _NORM_PARAM[groups['norm']]
   if 'p' in groups:
     groups['p'] = 'kernel' if groups['p'] == 'weight' else 'bias'
+  if groups.get('llama_proj'):
+    groups['llama_proj'] = _LLAMA_PROJ[groups['llama_proj']]
+  if groups.get('llama_mlp'):
+    groups['llama_mlp'] = _LLAMA_MLP[groups['llama_mlp']]
   if transform == 'split_qkv_to_heads':  # GPT-2 c_attn packs q, k, v
     parts = np.split(tensor, 3, axis=-1)
     return [(template.format(proj=proj, **groups), _to_heads(cfg, part))
@@ -332,9 +402,15 @@ def _convert_tensor(template, transform, groups, cfg, tensor):
   return [(template.format(**groups), _TRANSFORMS[transform](cfg, tensor))]
 
 
-def tensor_rules(model_name: str):
-  """(compiled rules, name prefix to strip, values for {b})."""
-  if model_name == 'decoder_lm':
+def tensor_rules(model_name: str, model_type: str | None = None):
+  """(compiled rules, name prefix to strip, values for {b}).
+
+  model_type: the config.json's; 'llama' picks the Llama layout of a
+  'decoder_lm' (default: GPT-2's).
+  """
+  if model_type == 'llama':
+    rules, prefix, b = _LLAMA_RULES, 'model.', ''
+  elif model_name == 'decoder_lm':
     rules, prefix, b = _GPT2_RULES, 'transformer.', ''
   else:
     rules, prefix, b = _BERT_RULES, 'bert.', '' if model_name == 'bert' else 'bert/'
@@ -342,13 +418,16 @@ def tensor_rules(model_name: str):
 
 
 def convert_state_dict(state: dict, cfg: ModelConfig, model_name: str,
-                       source: str = 'checkpoint') -> dict:
+                       source: str = 'checkpoint',
+                       model_type: str | None = None) -> dict:
   """HF tensors -> our nested params for `registry.build(model_name, cfg)`.
+
+  model_type: the config.json's, which picks the layout (tensor_rules).
 
   Raises CheckpointMismatchError naming unexpected tensors and missing
   parameters, or a parameter whose shape differs (with both shapes).
   """
-  rules, prefix, b = tensor_rules(model_name)
+  rules, prefix, b = tensor_rules(model_name, model_type)
   converted, origin, unexpected = {}, {}, []
   for key, tensor in state.items():
     name = key[len(prefix):] if key.startswith(prefix) else key
@@ -426,7 +505,8 @@ def load_hf_checkpoint(path: str, **overrides) -> HFCheckpoint:
   cfg, model_name = model_config_from_hf(hf, **overrides)
   architecture = (hf.get('architectures') or ['?'])[0]
   params = convert_state_dict(read_state_dict(path), cfg, model_name,
-                              source=f'{path} ({architecture})')
+                              source=f'{path} ({architecture})',
+                              model_type=hf.get('model_type'))
   return HFCheckpoint(cfg, params, model_name)
 
 

@@ -49,7 +49,7 @@ _EXPERIMENTS = [
     ('bert_finetune', 'data=sst2'), ('bert_finetune', 'data=sst2,init=minilm'),
     ('bert_finetune', 'task=qa,data=squad,init=minilm'),
     ('shakespeare_char', 'cpu'), ('shakespeare_char', 'gpu'),
-    ('multi30k_de_en', None),
+    ('multi30k_de_en', None), ('llama_small', None),
 ]
 
 

@@ -14,8 +14,9 @@ the familiar
 
     6·N + 12·L·d·s
 
-N counts the matmul weights: 4·d² for attention and 2·d·d_ff for the
-feed-forward block per layer, plus d·V for the output logits. The term
+N counts the matmul weights: 4·d² for attention (2·d² + 2·d·d_kv with
+grouped-query key/value heads) and 2·d·d_ff for the feed-forward block
+(3·d·d_ff gated) per layer, plus d·V for the output logits. The term
 12·L·d·s covers q·kᵀ and p·v (2·2·s·d per token and layer forward, x3). A
 causal mask does not halve it, because the einsum computes the whole s x s
 score matrix. PaLM counts it the same way.
@@ -71,28 +72,42 @@ class StepShape:
     return self.source_len + self.target_len + self.seq_len
 
 
-def _attention(d, q_len, kv_len):
+def _kv_width(model_cfg):
+  """Width of the key and value projections (< d with grouped queries)."""
+  return model_cfg.kv_heads * model_cfg.head_dim
+
+
+def _ffn_matrices(model_cfg):
+  return 3 if model_cfg.ffn_kind == 'gated' else 2  # gated: W1, W3, W2
+
+
+def _attention(d, q_len, kv_len, kv_d=None):
   """Forward matmul FLOPs of one attention sub-layer for one example."""
-  projections = 2 * d * d * (2 * q_len + 2 * kv_len)  # q, out | k, v
+  kv_d = kv_d or d
+  projections = 2 * d * (2 * d * q_len + 2 * kv_d * kv_len)  # q, out | k, v
   scores = 2 * 2 * q_len * kv_len * d                 # q·kᵀ and p·v
   return projections + scores
 
 
-def _ffn(d, d_ff, length):
-  return 2 * 2 * length * d * d_ff
+def _ffn(d, d_ff, length, matrices=2):
+  return 2 * matrices * length * d * d_ff
 
 
 def forward_flops(model_cfg, family: str, shape: StepShape) -> int:
   """Matmul FLOPs of one example's forward pass (see the module doc)."""
   d, d_ff, vocab = model_cfg.d_model, model_cfg.d_ff, model_cfg.vocab_size
+  kv_d, mats = _kv_width(model_cfg), _ffn_matrices(model_cfg)
   if family == 'encoder_decoder':
     s, t = shape.source_len, shape.target_len
-    encoder = model_cfg.num_layers * (_attention(d, s, s) + _ffn(d, d_ff, s))
+    encoder = model_cfg.num_layers * (_attention(d, s, s, kv_d)
+                                      + _ffn(d, d_ff, s, mats))
     decoder = model_cfg.decoder_layers * (
-        _attention(d, t, t) + _attention(d, t, s) + _ffn(d, d_ff, t))
+        _attention(d, t, t, kv_d) + _attention(d, t, s, kv_d)
+        + _ffn(d, d_ff, t, mats))
     return encoder + decoder + 2 * t * d * vocab
   s = shape.seq_len
-  stack = model_cfg.num_layers * (_attention(d, s, s) + _ffn(d, d_ff, s))
+  stack = model_cfg.num_layers * (_attention(d, s, s, kv_d)
+                                  + _ffn(d, d_ff, s, mats))
   if family == 'decoder_lm':
     return stack + 2 * s * d * vocab
   pooler = 2 * d * d
@@ -120,7 +135,9 @@ def train_flops_per_token(model_cfg, family: str, shape: StepShape) -> float:
 def closed_form_per_token(model_cfg, seq_len: int) -> int:
   """6·N + 12·L·d·s for a decoder LM (equal to `train_flops_per_token`)."""
   d, layers = model_cfg.d_model, model_cfg.num_layers
-  n = layers * (4 * d * d + 2 * d * model_cfg.d_ff) + d * model_cfg.vocab_size
+  n = layers * (2 * d * d + 2 * d * _kv_width(model_cfg)
+                + _ffn_matrices(model_cfg) * d * model_cfg.d_ff
+                ) + d * model_cfg.vocab_size
   return 6 * n + 12 * layers * d * seq_len
 
 
