@@ -9,7 +9,7 @@ r"""Fine-tuning BERT for classification or extractive QA from a checkpoint.
 `config.init_from` is a pre-training workdir (its newest checkpoint) or a
 Hugging Face BERT directory (config.json + weights); the encoder (params
 under 'bert') is restored, the new head keeps its fresh initialisation
-(training/pretrained.py, models/hf_import.restore_hf_checkpoint). The
+(training/pretrained.py). The
 model fields must match the checkpoint's (same size option); the tokenizer
 is the checkpoint's own when its directory has tokenizer.json or vocab.txt.
 

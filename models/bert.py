@@ -3,7 +3,7 @@
 Built from the shared layers: `InputEmbedding` (tokens + learned positions +
 token types, then LayerNorm) and post-LN `EncoderLayer`s with GELU. Every task
 model keeps the encoder under the name 'bert', so a pre-trained encoder
-restores into any head (see `models/hf_import.restore_hf_checkpoint`). The
+restores into any head (see `training/pretrained.restore_hf_checkpoint`). The
 networks only make logits; losses live in `tasks/`.
 
 Inputs, as in Hugging Face transformers:

@@ -29,6 +29,8 @@ from models.config import ModelConfig
 # Registry name -> architecture; of two for one name the later wins
 # (GPT2LMHeadModel over GPT2Model: the export keeps the LM head).
 ARCHITECTURE = {name: arch for arch, name in hf_import.ARCHITECTURES.items()}
+# Decoder LMs import from GPT-2 and Llama; export writes the GPT-2 layout.
+ARCHITECTURE['decoder_lm'] = 'GPT2LMHeadModel'
 # Ours -> the Hugging Face name (the first import maps from).
 _ACTIVATION = {}
 # pylint: disable-next=protected-access

@@ -72,7 +72,7 @@ class HFCheckpoint(NamedTuple):
   model_name: str    # a models/registry.py name
 
 
-def _list(names) -> str:
+def list_names(names) -> str:
   names = sorted(names)
   shown = ', '.join(names[:_LIST_LIMIT])
   more = len(names) - _LIST_LIMIT
@@ -451,9 +451,9 @@ def convert_state_dict(state: dict, cfg: ModelConfig, model_name: str,
   if unexpected or missing:
     lines = [f'{source} does not fit model {model_name!r}:']
     if unexpected:
-      lines.append(f'  unexpected tensors {_list(unexpected)}')
+      lines.append(f'  unexpected tensors {list_names(unexpected)}')
     if missing:
-      lines.append(f'  missing parameters {_list(missing)}')
+      lines.append(f'  missing parameters {list_names(missing)}')
     raise CheckpointMismatchError('\n'.join(lines))
   params = {}
   for path, shape in expected.items():
@@ -508,67 +508,3 @@ def load_hf_checkpoint(path: str, **overrides) -> HFCheckpoint:
                               source=f'{path} ({architecture})',
                               model_type=hf.get('model_type'))
   return HFCheckpoint(cfg, params, model_name)
-
-
-# ---------------------------------------------------------------- restore
-
-
-def _align_backbone(params: dict, pretrained: dict) -> dict:
-  """Puts the BERT encoder of `pretrained` where `params` keeps it."""
-  if 'bert' in params and 'bert' not in pretrained and \
-      'token_embedding' in pretrained:
-    return {'bert': pretrained}
-  if 'bert' in pretrained and 'bert' not in params and \
-      'token_embedding' in params:
-    return pretrained['bert']
-  return pretrained
-
-
-def merge_pretrained(params, pretrained, source: str = 'pretrained'):
-  """Copies each leaf of `pretrained` into `params` where the path exists.
-
-  Paths only in `params` (new heads) keep their initial values; paths only
-  in `pretrained` (old heads) are dropped. Layer layouts (scanned or not)
-  are matched to `params`. Raises on a shape mismatch, naming the path.
-  """
-  params = dict(params)
-  pretrained = _align_backbone(params, dict(pretrained))
-  target_flat = traverse_util.flatten_dict(params, sep='/')
-  scanned = any('/layers/' in p for p in target_flat)
-  pretrained = stack_layers(unstack_layers(pretrained)) if scanned else \
-      unstack_layers(pretrained)
-  source_flat = traverse_util.flatten_dict(pretrained, sep='/')
-  restored, kept = [], []
-  out = {}
-  for path, leaf in target_flat.items():
-    if path not in source_flat:
-      kept.append(path)
-      out[path] = leaf
-      continue
-    value = source_flat[path]
-    if tuple(value.shape) != tuple(leaf.shape):
-      raise CheckpointMismatchError(
-          f'{source}: parameter {path} has shape {tuple(value.shape)} there '
-          f'but {tuple(leaf.shape)} in the model')
-    value = jnp.asarray(value, dtype=leaf.dtype)
-    if isinstance(leaf, jax.Array) and hasattr(leaf, 'sharding'):
-      value = jax.device_put(value, leaf.sharding)
-    out[path] = value
-    restored.append(path)
-  if not restored:
-    raise CheckpointMismatchError(
-        f'{source}: no parameter path in common with the model; model has '
-        f'{_list(target_flat)}, checkpoint has {_list(source_flat)}')
-  dropped = [p for p in source_flat if p not in target_flat]
-  logging.info('restored %d parameter arrays from %s; freshly initialised: '
-               '%s; unused from the checkpoint: %s', len(restored), source,
-               _list(kept) if kept else 'none',
-               _list(dropped) if dropped else 'none')
-  return traverse_util.unflatten_dict(out, sep='/')
-
-
-def restore_hf_checkpoint(params, path: str):
-  """params (a fresh init of the model to train) with the parameters of the
-  Hugging Face checkpoint at `path` copied in wherever paths match."""
-  return merge_pretrained(params, load_hf_checkpoint(path).params,
-                          source=path)

@@ -6,7 +6,7 @@ ModelConfig, so adding a model touches no training code.
     params = model.init(rng, *registry.dummy_inputs(config.model_name, cfg))
 
 Every BERT task model keeps the encoder under 'bert', so weights move
-between them by path (`models.hf_import.restore_hf_checkpoint`).
+between them by path (`training.pretrained.merge_pretrained`).
 """
 import dataclasses
 from typing import Callable

@@ -235,13 +235,14 @@ def test_restore_from_an_encoder_only_checkpoint_into_a_scanned_model(
                           bert_model.state_dict(), 'BertModel')
   source = hf_import.load_hf_checkpoint(path)
   cfg = source.config.replace(scan_layers=True)
-  restored = hf_import.restore_hf_checkpoint(fresh_params('bert_qa', cfg), path)
+  restored = pretrained.restore_hf_checkpoint(
+      fresh_params('bert_qa', cfg), path)
   stacked = restored['bert']['stack']['layers']['ffn']['wi']['kernel']
   np.testing.assert_array_equal(
       stacked[1], source.params['stack']['layers_1']['ffn']['wi']['kernel'])
   # And back: a scanned checkpoint into an unrolled encoder.
   scanned = hf_import.load_hf_checkpoint(path, scan_layers=True)
-  unrolled = hf_import.merge_pretrained(
+  unrolled = pretrained.merge_pretrained(
       fresh_params('bert', source.config), scanned.params)
   np.testing.assert_array_equal(
       unrolled['stack']['layers_1']['ffn']['wi']['kernel'],
@@ -255,13 +256,13 @@ def test_restore_shape_mismatch_names_the_path_and_both_shapes(
   with pytest.raises(hf_import.CheckpointMismatchError,
                      match=r'bert/embed/positions/embedding has shape '
                            r'\(24, 32\) there but \(16, 32\) in the model'):
-    hf_import.restore_hf_checkpoint(fresh_params('bert_mlm', cfg),
+    pretrained.restore_hf_checkpoint(fresh_params('bert_mlm', cfg),
                                  pretraining_dir)
 
 
 def test_restore_with_nothing_in_common_fails(pretraining_dir):
   with pytest.raises(hf_import.CheckpointMismatchError,
                      match='no parameter path in common'):
-    hf_import.merge_pretrained({'dense': {'kernel': jnp.zeros((2, 2))}},
+    pretrained.merge_pretrained({'dense': {'kernel': jnp.zeros((2, 2))}},
                                hf_import.load_hf_checkpoint(
                                    pretraining_dir).params)

@@ -6,7 +6,12 @@ e.g. pre-training -> fine-tuning) or a Hugging Face-layout directory
 path and shape match are taken from the checkpoint; the rest (new heads)
 keep their fresh initialisation.
 """
+import logging
 import os
+
+from flax import traverse_util
+import jax
+import jax.numpy as jnp
 
 from models import hf_import
 from training import checkpointing
@@ -20,12 +25,73 @@ def restore_pretrained(params, path: str):
   # its checkpoints/ folder tells it from a Hugging Face directory.
   if (not os.path.isdir(os.path.join(path, 'checkpoints')) and
       os.path.exists(os.path.join(path, 'config.json'))):
-    return hf_import.restore_hf_checkpoint(params, path)
+    return restore_hf_checkpoint(params, path)
   # The same matching as for Hugging Face checkpoints: by path, scanned or
   # unscanned layer layouts, shape mismatches named.
-  return hf_import.merge_pretrained(params, load_workdir_params(path), path)
+  return merge_pretrained(params, load_workdir_params(path), path)
 
 
 def load_workdir_params(workdir: str):
   """The parameters of the newest checkpoint in `workdir/checkpoints`."""
   return checkpointing.restore_params(workdir, name='config.init_from').params
+
+
+def _align_backbone(params: dict, pretrained: dict) -> dict:
+  """Puts the BERT encoder of `pretrained` where `params` keeps it."""
+  if 'bert' in params and 'bert' not in pretrained and \
+      'token_embedding' in pretrained:
+    return {'bert': pretrained}
+  if 'bert' in pretrained and 'bert' not in params and \
+      'token_embedding' in params:
+    return pretrained['bert']
+  return pretrained
+
+
+def merge_pretrained(params, pretrained, source: str = 'pretrained'):
+  """Copies each leaf of `pretrained` into `params` where the path exists.
+
+  Paths only in `params` (new heads) keep their initial values; paths only
+  in `pretrained` (old heads) are dropped. Layer layouts (scanned or not)
+  are matched to `params`. Raises on a shape mismatch, naming the path.
+  """
+  params = dict(params)
+  pretrained = _align_backbone(params, dict(pretrained))
+  target_flat = traverse_util.flatten_dict(params, sep='/')
+  scanned = any('/layers/' in p for p in target_flat)
+  pretrained = hf_import.stack_layers(hf_import.unstack_layers(pretrained)) if scanned else \
+      hf_import.unstack_layers(pretrained)
+  source_flat = traverse_util.flatten_dict(pretrained, sep='/')
+  restored, kept = [], []
+  out = {}
+  for path, leaf in target_flat.items():
+    if path not in source_flat:
+      kept.append(path)
+      out[path] = leaf
+      continue
+    value = source_flat[path]
+    if tuple(value.shape) != tuple(leaf.shape):
+      raise hf_import.CheckpointMismatchError(
+          f'{source}: parameter {path} has shape {tuple(value.shape)} there '
+          f'but {tuple(leaf.shape)} in the model')
+    value = jnp.asarray(value, dtype=leaf.dtype)
+    if isinstance(leaf, jax.Array) and hasattr(leaf, 'sharding'):
+      value = jax.device_put(value, leaf.sharding)
+    out[path] = value
+    restored.append(path)
+  if not restored:
+    raise hf_import.CheckpointMismatchError(
+        f'{source}: no parameter path in common with the model; model has '
+        f'{hf_import.list_names(target_flat)}, checkpoint has {hf_import.list_names(source_flat)}')
+  dropped = [p for p in source_flat if p not in target_flat]
+  logging.info('restored %d parameter arrays from %s; freshly initialised: '
+               '%s; unused from the checkpoint: %s', len(restored), source,
+               hf_import.list_names(kept) if kept else 'none',
+               hf_import.list_names(dropped) if dropped else 'none')
+  return traverse_util.unflatten_dict(out, sep='/')
+
+
+def restore_hf_checkpoint(params, path: str):
+  """params (a fresh init of the model to train) with the parameters of the
+  Hugging Face checkpoint at `path` copied in wherever paths match."""
+  return merge_pretrained(params, hf_import.load_hf_checkpoint(path).params,
+                          source=path)
