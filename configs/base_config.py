@@ -80,6 +80,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3      # newest checkpoints kept
   config.average_last_checkpoints = 0  # >1: also evaluate their mean at the end
   config.init_from = ''            # pre-trained checkpoint to start from
+  # Longest wait (s) for a checkpoint save to become durable before the run
+  # fails with one line: a stuck background save must never hang a job.
+  config.checkpoint_timeout_s = 600.0
+  # A step whose loss or gradient norm is not finite is never applied.
+  # False: the run stops there (exit code 3); True: it skips that update and
+  # goes on, counting skips in the metrics ('train/skipped_updates').
+  config.skip_nonfinite_updates = False
+  # Peak FLOP/s of one device, for the MFU of the progress line (e.g. 989e12
+  # for an H100 SXM in bf16; see training/flops.py). 0: print no MFU.
+  config.peak_flops_per_device = 0.0
   config.lock()
   return config
 

@@ -71,6 +71,22 @@ class StepShape:
     return self.source_len + self.target_len + self.seq_len
 
 
+def step_shape(config) -> StepShape:
+  """The example shape a run of `config` trains on (padded lengths), the
+  one the benchmark and the progress line count FLOPs and tokens for."""
+  data = config.data
+  if config.task == 'seq2seq':
+    if data.source == 'synthetic':
+      return StepShape(source_len=data.max_len, target_len=data.max_len)
+    return StepShape(source_len=data.max_input_length,
+                     target_len=data.max_target_length)
+  length = data.max_length
+  if config.task == 'bert_pretraining':
+    return StepShape(seq_len=length, mlm_positions=min(
+        data.max_predictions or length, length))
+  return StepShape(seq_len=length)
+
+
 def _attention(d, q_len, kv_len):
   """Forward matmul FLOPs of one attention sub-layer for one example."""
   projections = 2 * d * d * (2 * q_len + 2 * kv_len)  # q, out | k, v
