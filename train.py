@@ -34,7 +34,7 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 
-from configs import validation
+from configs import base_config
 from input_data import pipelines
 from tasks import get_task
 from training import checkpointing, metrics, optimizers, parallel, pretrained
@@ -250,7 +250,7 @@ def train_and_evaluate(config, workdir: str,
   Raises ValueError (bad input, one line) before anything is written,
   and Diverged at a non-finite step.
   """
-  validation.validate(config)
+  base_config.validate(config)
   task = get_task(config)
   dp = parallel.make_parallel(config.parallelism, config.num_devices)
   dp.check_batch_size(config.batch_size, 'batch_size')
