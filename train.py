@@ -346,7 +346,7 @@ class TrainLoop:
       stopping = stop_requested(self.signals)
       ending = stopping or done in (total, stop)
       if done % config.log_every == 0 or ending:
-        train_metrics = self.log_window(done, progress) or train_metrics
+        train_metrics = self.log_window(done, progress)
       elif progress.step_done(done, lambda: jax.block_until_ready(
           step_metrics)):
         log(f'step {done}/{total} | {progress.describe(done)}')

@@ -79,15 +79,23 @@ class Checkpointer:
     self._unlisted.append(step)
 
   def poll(self):
-    """Raises the error of a failed background save (cheap: train.py calls
-    it every step) and writes the manifests of finished saves."""
+    """Once a background save has ended: raises if it failed, else writes
+    its manifest. Cheap (train.py calls it every step), and never waits on
+    a save in progress."""
+    if not self._unlisted or self.manager.is_saving_in_progress():
+      return
     try:
       self.manager.check_for_errors()
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointSaveError(f'saving a checkpoint in {self.directory} '
                                 f'failed: {first_line(e)}') from e
-    if self._unlisted and not self.manager.is_saving_in_progress():
-      self._write_manifests()
+    # Orbax logs some failures and drops the step instead of raising: the
+    # newest save must exist (max_to_keep deletes only older ones).
+    newest = os.path.join(self.directory, str(self._unlisted[-1]))
+    if not os.path.isdir(newest):
+      raise CheckpointSaveError(f'saving checkpoint {newest} failed (see '
+                                'the log above)')
+    self._write_manifests()
 
   def wait(self):
     """Blocks until every save is durable, at most `timeout_s` seconds."""
