@@ -7,12 +7,22 @@ Running the same command again resumes from the newest checkpoint in the
 workdir. Several hosts: start one process per host with
 --coordinator_address, --num_processes and --process_id (jax.distributed).
 This is the only module that jits and loops; steps are pure functions.
+
+Exit codes:
+  0   finished (or the workdir was already trained to num_train_steps);
+  1   bad input: one line `error: ...` on stderr (a traceback only with
+      --show_traceback), and nothing in the workdir is changed or lost;
+  3   diverged: `error: non-finite <quantity> at step N ...`; that update
+      was not applied and no checkpoint holds it;
+  75  stopped by SIGTERM or SIGINT after a durable checkpoint: the same
+      command continues. A second signal ends the process at once.
 """
 import dataclasses
+import errno
 import functools
 import os
+import shutil
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -24,10 +34,17 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 
+from configs import base_config
 from input_data import pipelines
 from tasks import get_task
 from training import checkpointing, metrics, optimizers, parallel, pretrained
+from training import progress as progress_lib
+from training import run_config, stop_signals, workdir_lock
 from training.metrics_writer import MetricsWriter
+
+EXIT_ERROR = 1
+EXIT_DIVERGED = 3
+EXIT_STOPPED = stop_signals.EXIT_STOPPED
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config.',
                                           lock_config=True)
@@ -53,6 +70,20 @@ class TrainResult:
   train_metrics: dict
   eval_metrics: dict
   state: TrainState  # on the host, one copy
+  stopped_by: str | None = None  # 'SIGTERM'/'SIGINT': stopped, resumable
+
+
+class Diverged(Exception):
+  """A step's loss or gradient norm was not finite (its update was not
+  applied); raised unless config.skip_nonfinite_updates."""
+
+  def __init__(self, step: int, quantity: str, loss: float, grad_norm: float):
+    super().__init__(
+        f'non-finite {quantity} at step {step} (loss {loss:.4g}, gradient '
+        f'norm {grad_norm:.4g}); that update was not applied and no '
+        'checkpoint holds it; --config.skip_nonfinite_updates=True skips '
+        'such steps instead')
+    self.step, self.quantity = step, quantity
 
 
 # ---------------------------------------------------------------- steps --
@@ -98,9 +129,20 @@ def train_step(state, batch, rng, *, task, optimizer, axis_name,
   grads = jax.tree.map(lambda g: g / jnp.maximum(sums['weight'], 1.0), grads)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = dict(sums, grad_norm=optax.tree.norm(grads))
-  return state.replace(step=state.step + 1, params=params,
-                       opt_state=opt_state), metrics
+  grad_norm = optax.tree.norm(grads)
+  # A non-finite loss or gradient is never applied, so no NaN enters the
+  # state or a checkpoint; the host reads `nonfinite` per step and stops
+  # or skips. Both are reduced over devices already, so every device (and
+  # pmap and mesh alike) takes the same branch. optax.apply_if_finite would
+  # check gradients only and change the optimizer state's layout.
+  finite = jnp.isfinite(sums['loss']) & jnp.isfinite(grad_norm)
+  def keep_if_finite(new, old):
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  metrics = dict(sums, grad_norm=grad_norm,
+                 nonfinite=1.0 - finite.astype(jnp.float32))
+  return state.replace(
+      step=state.step + 1, params=keep_if_finite(params, state.params),
+      opt_state=keep_if_finite(opt_state, state.opt_state)), metrics
 
 
 def eval_step(state, batch, *, task, axis_name):
@@ -132,7 +174,8 @@ def initial_state(task, optimizer, config) -> TrainState:
   variables = jax.jit(task.init_variables)(jax.random.key(config.seed))
   params = variables['params']
   if config.init_from:
-    params = pretrained.restore_pretrained(params, config.init_from)
+    params = pretrained.restore_pretrained(params, config.init_from,
+                                           config.task)
   return TrainState(step=jnp.array(0, jnp.int32), params=params,
                     opt_state=optimizer.init(params))
 
@@ -196,22 +239,6 @@ def evaluate_averaged(config, task, dp, state, checkpointer, eval_batches,
   return {k.replace('eval/', 'averaged/'): v for k, v in metrics.items()}
 
 
-def check_averaging(config):
-  """Fails before training if the run cannot end with the N checkpoints
-  that config.average_last_checkpoints asks to average."""
-  wanted = config.average_last_checkpoints
-  if wanted <= 1:
-    return
-  total, every = config.num_train_steps, config.checkpoint_every
-  saved = total // every + (1 if total % every else 0)
-  if wanted > min(saved, config.keep_checkpoints):
-    raise ValueError(
-        f'config.average_last_checkpoints={wanted} but the run keeps '
-        f'{min(saved, config.keep_checkpoints)} checkpoints '
-        f'(config.keep_checkpoints={config.keep_checkpoints}, one every '
-        f'config.checkpoint_every={every} of {total} steps)')
-
-
 # ------------------------------------------------------------ main loop --
 def train_and_evaluate(config, workdir: str,
                        stop_at_step: int | None = None) -> TrainResult:
@@ -219,9 +246,11 @@ def train_and_evaluate(config, workdir: str,
 
   `stop_at_step` ends the run early with a checkpoint, as a preempted or
   time-limited job would; running again continues to num_train_steps.
+  SIGTERM/SIGINT do the same at the current step (`stopped_by` is set).
+  Raises ValueError (bad input, one line) before anything is written,
+  and Diverged at a non-finite step.
   """
-  check_workdir(workdir)
-  check_averaging(config)
+  base_config.validate(config)
   task = get_task(config)
   dp = parallel.make_parallel(config.parallelism, config.num_devices)
   dp.check_batch_size(config.batch_size, 'batch_size')
@@ -230,76 +259,201 @@ def train_and_evaluate(config, workdir: str,
     raise ValueError(f'config.batch_size={config.batch_size} does not split '
                      f'into config.grad_accum_steps={config.grad_accum_steps}'
                      ' microbatches on every device')
+  if config.init_from:
+    pretrained.check_init_from(config.init_from, config.task)
+  check_workdir(workdir)
+  try:
+    with workdir_lock.hold(workdir, jax.process_index(), log), \
+        stop_signals.StopSignals() as signals:
+      return _train(config, workdir, task, dp, stop_at_step, signals)
+  except (OSError, checkpointing.CheckpointSaveError) as e:
+    raise ValueError(io_error_line(workdir, e)) from e
+
+
+def _train(config, workdir, task, dp, stop_at_step, signals) -> TrainResult:
+  """The run itself, inside the workdir's lock and the signal handlers."""
   optimizer, schedule = optimizers.make_optimizer(config.optimizer,
                                                   config.num_train_steps)
-  state = initial_state(task, optimizer, config)
-  train_iter = task.train_batches(workdir, config.batch_size)
-  eval_batches = task.eval_batches(config.eval_batch_size)
-
   checkpointer = checkpointing.Checkpointer(
-      workdir, config.keep_checkpoints)
-  latest = checkpointer.latest_step()
-  if latest is not None:
+      workdir, config.keep_checkpoints, config.checkpoint_timeout_s, log)
+  try:
+    state = initial_state(task, optimizer, config)
     abstract = checkpointing.abstract_like(state, dp.replicated)
-    state, data_state = checkpointer.restore(latest, abstract)
-    train_iter.set_state(data_state)
-    log(f'resumed from step {latest} in {checkpointer.directory}')
-  state = dp.replicate(state)
+    if checkpointer.all_steps():  # a resume: the same model and config
+      checkpointer.check_newest_shapes(abstract)  # names the parameter
+      run_config.check_resume(workdir, config)
+    if jax.process_index() == 0:
+      run_config.save(config, workdir)
+    train_iter = task.train_batches(workdir, config.batch_size)
+    restored = checkpointer.restore_newest(abstract)
+    start = 0
+    if restored:
+      start, state, data_state = restored
+      train_iter.set_state(data_state)
+      log(f'resumed from step {start} in {checkpointer.directory}')
+    stop = min(config.num_train_steps, stop_at_step or config.num_train_steps)
+    if start >= stop:
+      log(f'{workdir} is already trained to step {start}: nothing to do')
+      return TrainResult({}, {}, jax.tree.map(parallel.host_copy, state))
+    loop = TrainLoop(config, task, dp, optimizer, schedule, checkpointer,
+                     MetricsWriter(workdir, start_step=start), signals)
+    try:
+      return loop.run(dp.replicate(state), train_iter, start, stop)
+    finally:
+      loop.writer.close()
+  finally:
+    checkpointer.close()
 
-  axis = dp.axis_name
-  compiled = {
-      'train': dp.compile(functools.partial(
-          train_step, task=task, optimizer=optimizer, axis_name=axis,
-          grad_accum_steps=config.grad_accum_steps),
-          num_sharded=1, donate_state=True),
-      'eval': dp.compile(functools.partial(eval_step, task=task,
-                                           axis_name=axis), num_sharded=1),
-      'predict': dp.compile(functools.partial(predict_step, task=task),
-                            num_sharded=1),
-  }
-  writer = MetricsWriter(workdir)
-  rng = jax.random.key(config.seed + 1)
-  start = int(latest or 0)
-  total = config.num_train_steps
-  train_metrics, eval_metrics, pending = {}, {}, []
-  window_start, window_step = time.time(), start
-  stop = min(total, stop_at_step or total)
-  for step in range(start, stop):
-    batch = dp.shard(next(train_iter))
-    state, metrics = compiled['train'](state, batch, rng)
-    pending.append(metrics)  # fetched every log_every steps: no host sync
-    done = step + 1
-    if done % config.log_every == 0 or done == total:
-      sums = jax.tree.map(lambda *x: np.sum(x), *dp.reduced(pending))
-      grad_norm = float(sums.pop('grad_norm')) / len(pending)
-      train_metrics = mean_metrics(sums, 'train')
-      train_metrics['train/grad_norm'] = grad_norm
-      train_metrics['train/learning_rate'] = float(schedule(step))
-      steps_per_s = (done - window_step) / (time.time() - window_start)
-      train_metrics['train/steps_per_second'] = steps_per_s
-      writer.write(done, train_metrics)
-      left = (total - done) / max(steps_per_s, 1e-9)
-      log(f'step {done}/{total} | loss {train_metrics["train/loss"]:.4f} | '
-          f'acc {train_metrics["train/accuracy"]:.4f} | {steps_per_s:.2f} '
-          f'steps/s | {time.strftime("%H:%M:%S", time.gmtime(left))} left')
-      pending, window_start, window_step = [], time.time(), done
-    if done % config.eval_every == 0 or done == total:
-      eval_metrics = evaluate(config, task, dp, state, eval_batches, compiled)
-      writer.write(done, eval_metrics)
-      log(f'eval at step {done}: ' + ', '.join(
-          f'{k[5:]} {v:.4f}' for k, v in sorted(eval_metrics.items())))
-    if done in (total, stop) or done % config.checkpoint_every == 0:
-      checkpointer.save(done, dp.global_replicated(state),
-                        train_iter.get_state())
-  checkpointer.wait()
-  if config.average_last_checkpoints > 1 and stop == total:
-    eval_metrics.update(evaluate_averaged(config, task, dp, state, checkpointer,
-                                          eval_batches, compiled))
-    writer.write(total, eval_metrics)
-  checkpointer.close()
-  writer.close()
-  host_state = jax.tree.map(parallel.host_copy, dp.global_replicated(state))
-  return TrainResult(train_metrics, eval_metrics, host_state)
+
+class TrainLoop:
+  """Steps, logs, evaluations and checkpoints from `start` to `stop`."""
+
+  def __init__(self, config, task, dp, optimizer, schedule, checkpointer,
+               writer, signals):
+    self.config, self.task, self.dp = config, task, dp
+    self.schedule, self.checkpointer, self.writer = (schedule, checkpointer,
+                                                     writer)
+    self.signals = signals
+    axis = dp.axis_name
+    self.compiled = {
+        'train': dp.compile(functools.partial(
+            train_step, task=task, optimizer=optimizer, axis_name=axis,
+            grad_accum_steps=config.grad_accum_steps),
+            num_sharded=1, donate_state=True),
+        'eval': dp.compile(functools.partial(eval_step, task=task,
+                                             axis_name=axis), num_sharded=1),
+        'predict': dp.compile(functools.partial(predict_step, task=task),
+                              num_sharded=1),
+    }
+    self.eval_batches = task.eval_batches(config.eval_batch_size)
+    self.pending = []  # per-step metrics on device, fetched when logging
+    self.pending_from = 0  # the step number of pending[0]
+
+  def run(self, state, train_iter, start: int, stop: int) -> TrainResult:
+    config, total = self.config, self.config.num_train_steps
+    rng = jax.random.key(config.seed + 1)
+    progress = progress_lib.Progress(config, self.task.model_config,
+                                     self.dp.num_devices, start)
+    train_metrics, eval_metrics = {}, {}
+    self.pending_from = start + 1
+    done = start
+    for step in range(start, stop):
+      batch = self.dp.shard(next(train_iter))
+      state, step_metrics = self.compiled['train'](state, batch, rng)
+      self.pending.append(step_metrics)  # no host sync until logged
+      done = step + 1
+      self.checkpointer.poll()  # a failed background save surfaces here
+      stopping = stop_requested(self.signals)
+      ending = stopping or done in (total, stop)
+      if done % config.log_every == 0 or ending:
+        train_metrics = self.log_window(done, progress)
+      elif progress.step_done(done, lambda: jax.block_until_ready(
+          step_metrics)):
+        log(f'step {done}/{total} | {progress.describe(done)}')
+      if done % config.eval_every == 0 or done == total:
+        eval_metrics = evaluate(config, self.task, self.dp, state,
+                                self.eval_batches, self.compiled)
+        self.writer.write(done, eval_metrics)
+        log(f'eval at step {done}: ' + ', '.join(
+            f'{k[5:]} {v:.4f}' for k, v in sorted(eval_metrics.items())))
+      if ending or done % config.checkpoint_every == 0:
+        self.check_finite()  # never save past a diverged step
+        self.checkpointer.save(done, self.dp.global_replicated(state),
+                               train_iter.get_state())
+      if stopping:
+        break
+    self.checkpointer.wait()
+    if stopping:
+      return TrainResult(train_metrics, eval_metrics, self.host(state),
+                         self.signals.received or 'a signal to another host')
+    if config.average_last_checkpoints > 1 and stop == total:
+      eval_metrics.update(evaluate_averaged(
+          config, self.task, self.dp, state, self.checkpointer,
+          self.eval_batches, self.compiled))
+      self.writer.write(total, eval_metrics)
+    return TrainResult(train_metrics, eval_metrics, self.host(state))
+
+  def host(self, state):
+    return jax.tree.map(parallel.host_copy, self.dp.global_replicated(state))
+
+  def fetch(self) -> list[dict]:
+    """The pending steps' metrics on the host, oldest first."""
+    return [self.dp.reduced(m) for m in self.pending]
+
+  def check_finite(self):
+    """Raises Diverged at the first non-finite pending step (unless such
+    steps are skipped)."""
+    if self.config.skip_nonfinite_updates:
+      return
+    for i, m in enumerate(self.fetch()):
+      if m['nonfinite']:
+        quantity = 'loss' if not np.isfinite(m['loss']) else 'gradient norm'
+        raise Diverged(self.pending_from + i, quantity,
+                       float(m['loss']) / max(float(m['weight']), 1.0),
+                       float(m['grad_norm']))
+
+  def log_window(self, done: int, progress) -> dict:
+    """Writes and prints the means of the pending steps' metrics."""
+    self.check_finite()
+    per_step = self.fetch()
+    finite = [m for m in per_step if not m['nonfinite']]
+    for i, m in enumerate(per_step):
+      if m['nonfinite']:
+        log(f'step {self.pending_from + i}: non-finite loss or gradient '
+            'norm, update skipped')
+    self.pending, self.pending_from = [], done + 1
+    steps_per_s, speed = progress.steps_per_second(done), progress.describe(
+        done)
+    out = {'train/learning_rate': float(self.schedule(done - 1)),
+           'train/steps_per_second': steps_per_s or 0.0}
+    if self.config.skip_nonfinite_updates:
+      out['train/skipped_updates'] = float(len(per_step) - len(finite))
+    line = f'step {done}/{self.config.num_train_steps}'
+    if finite:
+      sums = jax.tree.map(lambda *x: np.sum(x), *finite)
+      sums.pop('nonfinite')
+      grad_norm = float(sums.pop('grad_norm')) / len(finite)
+      out.update(mean_metrics(sums, 'train'), **{'train/grad_norm': grad_norm})
+      line += (f' | loss {out["train/loss"]:.4f} | '
+               f'acc {out["train/accuracy"]:.4f}')
+    if len(finite) < len(per_step):
+      line += f' | {len(per_step) - len(finite)} skipped'
+    self.writer.write(done, out)
+    log(f'{line} | {speed}')
+    progress.restart(done)
+    return out
+
+
+def stop_requested(signals) -> bool:
+  """Whether any host received SIGTERM/SIGINT: all must stop at one step
+  because saving a checkpoint is collective."""
+  if jax.process_count() == 1:
+    return signals.requested
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  flags_ = multihost_utils.process_allgather(np.int32(signals.requested))
+  return bool(np.any(flags_))
+
+
+def io_error_line(workdir: str, error: BaseException) -> str:
+  """One line for a failed read or write, with the free space when the
+  disk is full (the case that used to print 349 lines)."""
+  chain, e = [], error
+  while e is not None:
+    chain.append(e)
+    e = e.__cause__ or e.__context__
+  full = any(getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or
+             'No space left on device' in str(e) for e in chain)
+  if full:
+    try:
+      free = f'{shutil.disk_usage(workdir).free / 2**20:,.1f} MiB free'
+    except OSError:
+      free = 'free space unknown'
+    return (f'--workdir={workdir} is out of space ({free}): '
+            f'{checkpointing.first_line(error)}')
+  if isinstance(error, OSError):
+    return (f'{error.filename or workdir} cannot be read or written: '
+            f'{error.strerror or error}')
+  return str(error)
 
 
 def main(argv):
@@ -317,29 +471,65 @@ def main(argv):
   except ValueError as e:  # bad input: one line, unless asked for more
     if _TRACEBACK.value:
       raise
-    sys.exit(f'error: {e}')
+    _exit(EXIT_ERROR, f'error: {e}')
+  except Diverged as e:
+    _exit(EXIT_DIVERGED, f'error: {e}')
+  except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
+    _exit(EXIT_ERROR, 'error: interrupted before training started')
+  if result.stopped_by:
+    _exit(EXIT_STOPPED, f'stopped by {result.stopped_by} at step '
+          f'{int(result.state.step)}, checkpoint saved; run the same command '
+          'to continue')
   if result.eval_metrics:
     log('final: ' + ', '.join(f'{k} {v:.4f}' for k, v in
                               sorted(result.eval_metrics.items())))
 
 
+def _exit(code: int, line: str):
+  print(line, file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
 def parse_flags(argv):
-  """absl flag parsing, with bad --config.* overrides reported in one line.
+  """absl flag parsing, with bad --config.* overrides and config files that
+  cannot be loaded reported in one line.
 
   config_flags raises plain KeyError/AttributeError for an unknown field
-  (and ValueError/TypeError for a bad value) during parsing.
+  (and ValueError/TypeError for a bad value) during parsing; a missing
+  config file or one with a syntax error raises OSError/SyntaxError, some
+  only when the config is first read.
   """
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    if _CONFIG.value is not None:
+      _CONFIG.value.keys()  # a config that failed to load raises here
+    return rest
   except (KeyError, AttributeError) as e:
     sys.exit(f'error: unknown config field: {_one_line(e)}')
+  except SyntaxError as e:
+    sys.exit(f'error: --config file {e.filename} line {e.lineno}: {e.msg}')
+  except OSError as e:
+    sys.exit('error: --config file cannot be read: '
+             f'{str(e).splitlines()[-1].strip()}')
   except (flags.Error, ValueError, TypeError) as e:
-    sys.exit(f'error: bad command-line flag: {_one_line(e)}')
+    sys.exit(f'error: bad command-line flag: {_last_line(e)}')
 
 
 def _one_line(error) -> str:
   text = str(error).replace('\\n', ' ').replace('\\', '').replace("'", '')
   return ' '.join(text.split())
+
+
+def _last_line(error) -> str:
+  """The message itself when config_flags wraps a whole traceback: its last
+  line, prefixed by the flag when that is where it came from."""
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  if len(lines) <= 1:
+    return _one_line(error)
+  cause = error.__cause__
+  while cause is not None and cause.__cause__ is not None:
+    cause = cause.__cause__
+  return _one_line(f'{lines[0]} {cause or lines[-1]}')
 
 if __name__ == '__main__':
   app.run(main, flags_parser=parse_flags)

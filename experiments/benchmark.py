@@ -203,19 +203,7 @@ def apply_shapes(config, batch_size: int, seq_len: int):
   return config
 
 
-def step_shape(config) -> flops.StepShape:
-  data = config.data
-  if config.task == 'seq2seq':
-    if data.source == 'synthetic':
-      return flops.StepShape(source_len=data.max_len,
-                             target_len=data.max_len)
-    return flops.StepShape(source_len=data.max_input_length,
-                           target_len=data.max_target_length)
-  length = data.max_length
-  if config.task == 'bert_pretraining':
-    return flops.StepShape(seq_len=length, mlm_positions=min(
-        data.max_predictions or length, length))
-  return flops.StepShape(seq_len=length)
+step_shape = flops.step_shape  # one count for the benchmark and train.py
 
 
 def shape_text(shape: flops.StepShape) -> str:

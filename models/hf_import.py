@@ -23,7 +23,7 @@ Use:
 Fine-tuning (`config.init_from = '/ckpt/bert-base'`): train.py initialises
 the task model as usual, then calls
 
-    params = hf_import.restore_hf_checkpoint(params, config.init_from)
+    params = pretrained.restore_hf_checkpoint(params, config.init_from)
 
 which copies every parameter whose path exists in both (the encoder under
 'bert', or the whole decoder LM), leaves the others (new heads) as

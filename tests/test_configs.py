@@ -72,11 +72,12 @@ def test_every_config_module_is_listed():
 
 @pytest.mark.parametrize('name, arg', _EXPERIMENTS)
 def test_every_config_builds_and_sets_only_declared_fields(name, arg):
-  from configs.base_config import base_config  # pylint: disable=g-import-not-at-top
+  from configs.base_config import base_config, validate  # pylint: disable=g-import-not-at-top
   module = importlib.import_module(f'configs.{name}')
   config = module.get_config(arg) if arg else module.get_config()
   assert _flat_keys(config) == _flat_keys(base_config())
   task = get_task(config)  # validates the model fields and the task name
+  validate(config)  # every value train.py checks before it starts
   assert task.model_config.vocab_size == config.model.vocab_size
   with pytest.raises(AttributeError, match='cannot be added'):
     config.data.typo_field = 1  # locked: an unknown field fails where set

@@ -72,6 +72,22 @@ class StepShape:
     return self.source_len + self.target_len + self.seq_len
 
 
+def step_shape(config) -> StepShape:
+  """The example shape a run of `config` trains on (padded lengths), the
+  one the benchmark and the progress line count FLOPs and tokens for."""
+  data = config.data
+  if config.task == 'seq2seq':
+    if data.source == 'synthetic':
+      return StepShape(source_len=data.max_len, target_len=data.max_len)
+    return StepShape(source_len=data.max_input_length,
+                     target_len=data.max_target_length)
+  length = data.max_length
+  if config.task == 'bert_pretraining':
+    return StepShape(seq_len=length, mlm_positions=min(
+        data.max_predictions or length, length))
+  return StepShape(seq_len=length)
+
+
 def _kv_width(model_cfg):
   """Width of the key and value projections (< d with grouped queries)."""
   return model_cfg.kv_heads * model_cfg.head_dim

@@ -14,21 +14,53 @@ import jax
 import jax.numpy as jnp
 
 from models import hf_import
-from training import checkpointing
+from training import checkpointing, run_config
+
+# The network family of each config.task: weights move only within one.
+FAMILY = {'seq2seq': 'encoder-decoder', 'causal_lm': 'decoder LM',
+          'bert_pretraining': 'BERT', 'classification': 'BERT',
+          'extractive_qa': 'BERT'}
 
 
-def restore_pretrained(params, path: str):
-  """Returns `params` with every matching entry replaced from `path`."""
-  if not os.path.isdir(path):
-    raise ValueError(f'config.init_from={path} is not a directory')
-  # A training workdir holds a config.json too (training/run_config.py):
-  # its checkpoints/ folder tells it from a Hugging Face directory.
-  if (not os.path.isdir(os.path.join(path, 'checkpoints')) and
-      os.path.exists(os.path.join(path, 'config.json'))):
+def restore_pretrained(params, path: str, task: str | None = None):
+  """Returns `params` with every matching entry replaced from `path`.
+
+  `task` (config.task of the run) is checked against the family of a
+  workdir's run, so that an encoder-decoder never seeds a BERT model.
+  """
+  check_init_from(path, task)
+  if not _is_workdir(path):
     return restore_hf_checkpoint(params, path)
   # The same matching as for Hugging Face checkpoints: by path, scanned or
   # unscanned layer layouts, shape mismatches named.
   return merge_pretrained(params, load_workdir_params(path), path)
+
+
+def check_init_from(path: str, task: str | None):
+  """One line if `path` cannot seed a run of `task`: not a directory, or a
+  workdir whose run trained another network family. Cheap: train.py calls
+  it before touching its own workdir."""
+  if not os.path.isdir(path):
+    raise ValueError(f'config.init_from={path} is not a directory')
+  if not _is_workdir(path):
+    if not os.path.exists(os.path.join(path, 'config.json')):
+      raise ValueError(f'config.init_from={path} is neither a workdir (no '
+                       'checkpoints/) nor a Hugging Face directory (no '
+                       'config.json)')
+    return
+  saved = run_config.load_flat(path) or {}
+  theirs = FAMILY.get(saved.get('task'))
+  ours = FAMILY.get(task)
+  if theirs and ours and theirs != ours:
+    raise ValueError(
+        f'config.init_from={path} holds a run of task {saved["task"]!r} '
+        f'({theirs}), but this run trains task {task!r} ({ours}): weights '
+        'move only within one family')
+
+
+def _is_workdir(path: str) -> bool:
+  # A workdir also holds a config.json (its run's): look for checkpoints/.
+  return os.path.isdir(os.path.join(path, 'checkpoints'))
 
 
 def load_workdir_params(workdir: str):

@@ -11,10 +11,14 @@ import ml_collections
 
 FILENAME = 'config.json'
 # Fields that may change between the legs of one run: how long it trains and
-# how often it logs, evaluates and saves. Anything else changes the run.
+# how often it logs, evaluates and saves; how long a save may take; the
+# device peak, which only labels the progress line; and whether non-finite
+# updates are skipped, so that a diverged run can go on past its bad step.
+# Anything else changes the run.
 MAY_CHANGE = ('num_train_steps', 'log_every', 'eval_every',
               'checkpoint_every', 'keep_checkpoints',
-              'average_last_checkpoints')
+              'average_last_checkpoints', 'checkpoint_timeout_s',
+              'peak_flops_per_device', 'skip_nonfinite_updates')
 
 
 def flatten(config, prefix: str = '') -> dict:
@@ -95,3 +99,22 @@ def load_or(workdir: str, base: ml_collections.ConfigDict,
     raise ValueError(f'--workdir={workdir} has no {FILENAME}; give the '
                      "run's --config=")
   return fallback
+
+
+def check_resume(workdir: str, config):
+  """Fails in one line if the run in `workdir` started with another config,
+  listing the differing fields with their old and new values."""
+  saved = load_flat(workdir)
+  if saved is None:
+    return
+  changed = differences(saved, config)
+  if changed:
+    current = flatten(config)
+    shown = ', '.join(f'{name} ({saved.get(name, "<absent>")!r} -> '
+                      f'{current.get(name, "<absent>")!r})'
+                      for name in changed[:6])
+    more = f' and {len(changed) - 6} more' if len(changed) > 6 else ''
+    raise ValueError(
+        f'{workdir} holds a run with another config: {shown}{more} differ '
+        f'from its {FILENAME}; a resumed run may change only '
+        f'{", ".join(MAY_CHANGE)}; use another --workdir for a new run')
