@@ -237,9 +237,11 @@ def test_killed_sweep_resumes_the_interrupted_trial(tmp_path):
 
 # ---------------------------------------------------- failures and pruning --
 # Run in this order by one worker: a good trial, a trial that cannot learn
-# (pruned by the median of the first), a config train.py rejects.
+# (pruned by the median of the first), a config train.py rejects, and a
+# learning rate that diverges (train.py's non-finite guard, exit code 3).
 SETTINGS = ("dict(settings=[{'optimizer.learning_rate': 3e-3}, "
-            "{'optimizer.learning_rate': 0.0}, {'model.num_heads': 3}], "
+            "{'optimizer.learning_rate': 0.0}, {'model.num_heads': 3}, "
+            "{'optimizer.learning_rate': 1e30}], "
             "objective='eval/loss', direction='min', pruner='median', "
             "pruner_args={'n_startup_trials': 1})")
 
@@ -260,6 +262,13 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(failing_sweep):
                               'model.num_heads=3')
   assert failing_sweep['0']['state'] == 'complete'
   assert failing_sweep['0']['step'] == '150'
+
+
+def test_diverged_trial_fails_with_the_nan_message(failing_sweep):
+  diverged = failing_sweep['3']
+  assert diverged['state'] == 'fail'
+  assert diverged['reason'].startswith('error: non-finite '), diverged
+  assert ' at step ' in diverged['reason']
 
 
 def test_pruning_stops_a_trial_that_cannot_learn(failing_sweep):
