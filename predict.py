@@ -35,7 +35,9 @@ from decoding import generation
 from input_data import pipelines, squad_features, text_sources
 
 _INPUT = flags.DEFINE_string('input', '-', 'Input file; - reads stdin.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 16,
+# Not --batch_size: experiments/benchmark.py defines that, and the tests
+# import both into one process (absl flags are global).
+_BATCH_SIZE = flags.DEFINE_integer('inputs_per_batch', 16,
                                    'Inputs predicted together.')
 _BEAM_SIZE = flags.DEFINE_integer(
     'beam_size', None, "seq2seq: beams (1: greedy; default: the run's "
@@ -262,7 +264,8 @@ def main(argv):
   def command():
     lines = read_inputs(_INPUT.value)
     if _BATCH_SIZE.value < 1 or _MAX_NEW_TOKENS.value < 0:
-      raise ValueError('--batch_size must be >= 1 and --max_new_tokens >= 0')
+      raise ValueError('--inputs_per_batch must be >= 1 and --max_new_tokens '
+                       '>= 0')
     run = trained_run.from_flags()
     outputs = predict_lines(run, lines, **_options(run.config.task))
     text = ''.join(o + '\n' for o in outputs)

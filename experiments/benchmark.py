@@ -98,7 +98,8 @@ _SWEEP = flags.DEFINE_enum('sweep', None, ['knobs', 'causes',
                            'time of a 24-layer model with/without scan.')
 _PEAK_SIZE = flags.DEFINE_integer('peak_size', 2048, 'CPU peak: the side of '
                                   'the timed float32 matmul.')
-_OUTPUT = flags.DEFINE_string('output', '', 'Also append the rows here.')
+_RESULTS_FILE = flags.DEFINE_string('results_file', '',
+                                    'Also append the rows to this file.')
 
 HEADER = ('| measurement | compile s | step ms | tokens/s | memory MB | '
           'model GFLOP/step | XLA GFLOP/step | peak GFLOP/s | MFU |')
@@ -806,8 +807,8 @@ def main(argv):
     loss_check(config, _LOSS_STEPS.value, out)
   out(f'\n{load_text()} at the end; process max RSS {max_rss_mb():,.0f} MB; '
       f'{time.strftime("%Y-%m-%d %H:%M")}')
-  if _OUTPUT.value:
-    with open(_OUTPUT.value, 'a', encoding='utf-8') as f:
+  if _RESULTS_FILE.value:
+    with open(_RESULTS_FILE.value, 'a', encoding='utf-8') as f:
       f.write('\n'.join(lines) + '\n')
 
 
