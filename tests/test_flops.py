@@ -75,7 +75,7 @@ def test_benchmark_script_runs_end_to_end(tmp_path):
       [sys.executable, 'experiments/benchmark.py',
        '--config=configs/default.py', '--batch_size', '4', '--seq_len', '8',
        '--steps', '2', '--warmup', '1', '--peak_size', '256',
-       f'--output={out}'],
+       f'--results_file={out}'],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   rows = out.read_text()
