@@ -76,10 +76,9 @@ def load(workdir: str, base: ml_collections.ConfigDict
   return base
 
 
-def differences(saved: dict, config) -> list[str]:
-  """Fields (dotted) whose value differs from the saved run's, except those
-  in MAY_CHANGE."""
-  current = flatten(config)
+def differences(saved: dict, current: dict) -> list[str]:
+  """Fields (dotted) whose value differs between two flattened configs,
+  except those in MAY_CHANGE."""
   names = sorted(set(saved) | set(current))
   return [n for n in names if n not in MAY_CHANGE
           and saved.get(n, '<absent>') != current.get(n, '<absent>')]
@@ -107,9 +106,9 @@ def check_resume(workdir: str, config):
   saved = load_flat(workdir)
   if saved is None:
     return
-  changed = differences(saved, config)
+  current = flatten(config)
+  changed = differences(saved, current)
   if changed:
-    current = flatten(config)
     shown = ', '.join(f'{name} ({saved.get(name, "<absent>")!r} -> '
                       f'{current.get(name, "<absent>")!r})'
                       for name in changed[:6])
