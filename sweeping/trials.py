@@ -58,14 +58,23 @@ def train_command(config: str, workdir: str, overrides: dict) -> list:
 
 
 class MetricsFollower:
-  """Reads the records appended to a metrics.jsonl since the last call."""
+  """Reads the records appended to a metrics.jsonl since the last call.
+
+  A resumed train.py first rewrites the file without the records after its
+  checkpoint (a new file, renamed over the old one), so an offset into the
+  old file means nothing: on a new inode, or a file shorter than the
+  offset, it reads again from the start (report() ignores steps it has
+  already seen)."""
 
   def __init__(self, path: str):
-    self.path, self.offset = path, 0
+    self.path, self.offset, self.inode = path, 0, None
 
   def new_records(self) -> list:
     try:
       with open(self.path, 'rb') as f:
+        stat = os.fstat(f.fileno())
+        if stat.st_ino != self.inode or stat.st_size < self.offset:
+          self.inode, self.offset = stat.st_ino, 0
         f.seek(self.offset)
         data = f.read()
     except FileNotFoundError:

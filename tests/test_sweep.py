@@ -226,7 +226,7 @@ def test_killed_sweep_resumes_the_interrupted_trial(tmp_path):
   assert sorted(float(r['optimizer.learning_rate'])
                 for r in rows.values()) == [1e-3, 3e-3]
   assert all(r['state'] == 'complete' and r['step'] == '200'
-             for r in rows.values())
+             for r in rows.values()), (rows, result.stdout)
   assert 'trial 0 started' not in result.stdout  # finished: not re-run
   assert pathlib.Path(workdir, 'trials', '0',
                       'metrics.jsonl').read_text() == first_metrics
@@ -410,3 +410,24 @@ def test_devices_are_split_between_workers():
   assert split_devices(1, [], [0, 1])[0].env({'A': '1'}) == {'A': '1'}
   with pytest.raises(ValueError, match='--workers=3 but 2 GPU'):
     split_devices(3, ['0', '1'], [0])
+
+
+def test_metrics_follower_rereads_the_file_a_resumed_run_rewrote(tmp_path):
+  # What a trial killed after logging step 30 but checkpointing only step
+  # 20 leaves, and what its resumed train.py then does to metrics.jsonl.
+  from sweeping.trials import MetricsFollower
+  from training.metrics_writer import MetricsWriter
+  first = MetricsWriter(str(tmp_path), start_step=0)
+  for step in (10, 20, 30):
+    first.write(step, {'eval/loss': 1.0 / step})
+  first.close()
+  follower = MetricsFollower(str(tmp_path / 'metrics.jsonl'))
+  assert [r['step'] for r in follower.new_records()] == [10, 20, 30]
+  resumed = MetricsWriter(str(tmp_path), start_step=20)  # drops step 30
+  for step in (30, 40, 50, 60):
+    resumed.write(step, {'eval/loss': 2.0 / step})
+  resumed.close()
+  records = follower.new_records()
+  assert [r['step'] for r in records] == [10, 20, 30, 40, 50, 60]
+  assert records[-1]['eval/loss'] == 2.0 / 60
+  assert follower.new_records() == []
