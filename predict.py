@@ -53,6 +53,9 @@ _TOP_K = flags.DEFINE_integer('top_k', 0, 'causal_lm: sample among the k '
                               'most likely tokens (0: all).')
 _TOP_P = flags.DEFINE_float('top_p', 1.0, 'causal_lm: nucleus mass (1: all).')
 _SEED = flags.DEFINE_integer('seed', 0, 'causal_lm: sampling seed.')
+_START_TEXT = flags.DEFINE_string(
+    'start_text', None, "causal_lm: the one-token text every generation "
+    "starts from (default: the run's config.decode.start_text; '' is EOS).")
 
 
 # ----------------------------------------------------------------- input --
@@ -256,6 +259,12 @@ def _options(task: str) -> dict:
   return options
 
 
+def _with_start_text(config):
+  if _START_TEXT.value is not None:
+    config.decode.start_text = _START_TEXT.value
+  return config
+
+
 def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every file it reads
   if len(argv) > 1:
@@ -266,7 +275,7 @@ def main(argv):
     if _BATCH_SIZE.value < 1 or _MAX_NEW_TOKENS.value < 0:
       raise ValueError('--inputs_per_batch must be >= 1 and --max_new_tokens '
                        '>= 0')
-    run = trained_run.from_flags()
+    run = trained_run.from_flags(_with_start_text)
     outputs = predict_lines(run, lines, **_options(run.config.task))
     text = ''.join(o + '\n' for o in outputs)
     output = trained_run.OUTPUT.value or '-'

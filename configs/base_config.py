@@ -76,6 +76,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.decode.beam_size = 4      # 1: greedy; 0: no decoding at eval
   config.decode.alpha = 0.6        # length penalty ((5+len)/6)^alpha
   config.decode.max_decode_len = 0  # 0: the task's target length
+  # Causal LM: the text of the one token every generation starts from
+  # ('': EOS, which starts each document of a packed 'lines' corpus). A
+  # character LM trained on random offsets never sees EOS start a row.
+  config.decode.start_text = ''
 
   config.log_every = 50            # steps between metric fetches/logs
   config.eval_every = 1000         # steps between evaluations

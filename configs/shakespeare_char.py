@@ -78,6 +78,7 @@ def get_config(arg: str | None = 'cpu'):
   config.optimizer.decay_only_matrices = True
   config.optimizer.grad_clip_norm = 1.0
   config.decode.beam_size = 0      # eval: loss and perplexity only
+  config.decode.start_text = '\n'  # nanoGPT's sample.py starts there too
   config.num_devices = 1           # batch 12 does not split over 8 devices
   config.log_every = 100
   config.eval_every = 250 if variant == 'cpu' else 500

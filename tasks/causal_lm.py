@@ -34,10 +34,20 @@ class CausalLMTask(Task):
 
   @property
   def bos_id(self) -> int:
-    """EOS starts documents, in the pipeline and the synthetic rows alike."""
+    """The token generation starts from: config.decode.start_text's one
+    token, else EOS, which starts documents in the pipeline (SEP in the
+    synthetic rows)."""
     if self.data.synthetic:
       return synthetic.SEP
-    return self.data.tokenizer().eos_id
+    tokenizer = self.data.tokenizer()
+    text = self.config.decode.start_text
+    if not text:
+      return tokenizer.eos_id
+    ids = tokenizer.encode(text)
+    if len(ids) != 1:
+      raise ValueError(f'config.decode.start_text={text!r} is {len(ids)} '
+                       'tokens; it must be exactly one')
+    return ids[0]
 
   # Loss --------------------------------------------------------------------
   def loss_sums(self, params, batch, rng, train: bool):

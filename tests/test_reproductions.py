@@ -118,3 +118,19 @@ def test_curves_are_drawn_from_a_recorded_metrics_file(tmp_path):
   assert {'train/loss', 'eval/loss', 'eval/bleu'} <= set(drawn)
   assert output.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   assert output.stat().st_size > 10_000
+
+
+def test_shakespeare_generation_starts_from_a_token_seen_at_row_starts(
+    tmp_path):
+  # Random-offset rows start at any character and never at EOS (which only
+  # ends the stream), so generation starts from a newline, as nanoGPT's.
+  config = shakespeare_char.get_config('cpu')
+  config.data.data_dir = DATA_DIR
+  task = get_task(config)
+  tokenizer = task.data.tokenizer(str(tmp_path))
+  assert task.bos_id == tokenizer.encode('\n')[0] != tokenizer.eos_id
+  config.decode.start_text = ''
+  assert get_task(config).bos_id == tokenizer.eos_id
+  config.decode.start_text = 'ROMEO'
+  with pytest.raises(ValueError, match=r"start_text='ROMEO' is 5 tokens"):
+    _ = get_task(config).bos_id

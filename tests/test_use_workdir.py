@@ -227,6 +227,24 @@ def test_predict_translates_stdin_as_the_task_does(s2s):
   assert out.splitlines() == [tokenizer.decode(row) for row in expected]
 
 
+def test_predict_start_text_sets_the_first_token(lm):
+  workdir = lm[0]
+  code, out, err = command('predict.py', f'--workdir={workdir}',
+                           '--start_text=a', '--max_new_tokens=12',
+                           stdin='the cat\n')
+  assert code == 0, err
+  run = opened(lm)
+  run.config.decode.start_text = 'a'
+  assert run.task.bos_id == run.tokenizer.encode('a')[0]
+  assert out.splitlines() == predict.predict_lines(
+      run, ['the cat'], batch_size=1, max_new_tokens=12)
+  code, _, err = command('predict.py', f'--workdir={workdir}',
+                         '--start_text=ab', stdin='the cat\n')
+  assert code == 1 and errors(err) == [
+      "error: config.decode.start_text='ab' is 2 tokens; it must be "
+      'exactly one'], err
+
+
 def test_predict_generates_greedily_and_samples_past_the_block(lm):
   run = opened(lm)
   tokenizer = run.tokenizer
