@@ -1,8 +1,9 @@
 r"""BERT pre-training (masked LM + next-sentence prediction).
 
   python train.py --config=configs/bert_pretraining.py --workdir=/tmp/bert_pt
-  python train.py --config=configs/bert_pretraining.py:size=mini,data=wikitext2 \
-      --workdir=/tmp/bert_pt_wikitext
+  DATA_DIR=../shared/data python train.py \
+      --config=configs/bert_pretraining.py:size=mini,data=wikitext2 \
+      --workdir=workdirs/bert_mini_wikitext2
 
 Default ('size=tiny,data=synthetic'): a 2-layer, d_model 128 BERT on the
 built-in progression data (input_data/synthetic.py), 1,000 steps; meant to
@@ -72,4 +73,6 @@ def get_config(arg: str | None = None):
   config.log_every = 50
   config.eval_every = 500
   config.checkpoint_every = 500
+  if options['data'] == 'wikitext2':
+    config.num_train_steps = 1500     # 96k pairs of 128 tokens
   return config
