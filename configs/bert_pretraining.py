@@ -74,5 +74,5 @@ def get_config(arg: str | None = None):
   config.eval_every = 500
   config.checkpoint_every = 500
   if options['data'] == 'wikitext2':
-    config.num_train_steps = 1500     # 96k pairs of 128 tokens
+    config.num_train_steps = 1000     # 64k pairs of 128 tokens
   return config
