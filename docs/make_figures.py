@@ -5,7 +5,7 @@ r"""Makes every figure of docs/transformers.md.
 
 Figures:
   architecture.png         the encoder-decoder, drawn with matplotlib patches
-  sinusoidal_positions.png PE(pos, i) of Vaswani et al. 2017, section 3.5
+  sinusoidal_positions.png PE[pos, j] of Vaswani et al. 2017, section 3.5
   learning_rate.png        training.optimizers.learning_rate_schedule, paper's
                            settings (d_model 512, 4000 warmup steps)
   cross_attention.png      decoder-encoder attention of the default
@@ -47,105 +47,118 @@ from training import optimizers
 
 
 # ----------------------------------------------------------- architecture --
-def _box(ax, x, y, w, h, text, color, fontsize=9):
+_FONT = 13  # box labels; the figure is drawn at 11.5 x 13 inches
+
+
+def _box(ax, x, y, w, h, text, color, fontsize=_FONT):
   ax.add_patch(patches.FancyBboxPatch(
       (x, y), w, h, boxstyle='round,pad=0.02,rounding_size=0.08',
-      linewidth=1.0, edgecolor='0.25', facecolor=color))
+      linewidth=1.2, edgecolor='0.25', facecolor=color))
   ax.text(x + w / 2, y + h / 2, text, ha='center', va='center',
           fontsize=fontsize)
 
 
 def _arrow(ax, start, end, color='0.2', **kwargs):
   ax.add_patch(patches.FancyArrowPatch(
-      start, end, arrowstyle='-|>', mutation_scale=11, linewidth=1.0,
+      start, end, arrowstyle='-|>', mutation_scale=16, linewidth=1.4,
       color=color, **kwargs))
 
 
 def _residual(ax, x, w, y0, y1, side):
   """The residual path: from a sub-layer's input around it to Add & Norm."""
   edge = x if side < 0 else x + w
-  out = edge + 0.18 * side
-  ax.plot([x + w / 2, out, out], [y0, y0, y1], color='0.45', lw=0.9)
+  out = edge + 0.22 * side
+  ax.plot([x + w / 2, out, out], [y0, y0, y1], color='0.45', lw=1.3)
   _arrow(ax, (out, y1), (edge, y1), color='0.45')
 
 
 def architecture(path):
   """Encoder (left) and decoder (right) stacks, post-LN as in the paper."""
-  fig, ax = plt.subplots(figsize=(7.5, 8.0))
-  ax.set_xlim(0, 10)
-  ax.set_ylim(0, 12.4)
+  fig, ax = plt.subplots(figsize=(11.5, 13.0))
+  ax.set_xlim(-0.6, 11.9)
+  ax.set_ylim(0, 13.6)
   ax.axis('off')
   attn, ffn, norm, emb = '#fbd6a4', '#a8d8ea', '#f3f3b5', '#f4c2c2'
-  w = 3.0
-  # Encoder column at x=0.8, decoder column at x=5.8.
-  ex, dx = 0.8, 5.8
-  _box(ax, ex, 0.3, w, 0.6, 'Source tokens', 'white')
-  _box(ax, ex, 1.3, w, 0.7, 'Token embedding\n+ positional encoding', emb)
+  w = 3.8
+  ex, dx = 0.5, 7.2  # left edges of the encoder and decoder columns
+  mid = lambda x: x + w / 2
+  _box(ax, ex, 0.2, w, 0.7, 'Source tokens', 'white')
+  _box(ax, ex, 1.3, w, 0.9, 'Token embedding\n+ positional encoding', emb)
   ax.add_patch(patches.FancyBboxPatch(
-      (ex - 0.3, 2.5), w + 0.6, 3.9, boxstyle='round,pad=0.05',
-      linewidth=1.2, edgecolor='0.4', facecolor='0.95', linestyle='--'))
-  ax.text(ex - 0.45, 4.45, 'N x', ha='right', va='center', fontsize=11)
-  _box(ax, ex, 2.8, w, 0.8, 'Multi-head\nself-attention', attn)
-  _box(ax, ex, 3.75, w, 0.4, 'Add & LayerNorm', norm, 8)
-  _box(ax, ex, 4.55, w, 0.8, 'Position-wise\nfeed-forward', ffn)
-  _box(ax, ex, 5.5, w, 0.4, 'Add & LayerNorm', norm, 8)
-  _arrow(ax, (ex + w / 2, 0.9), (ex + w / 2, 1.3))
-  _arrow(ax, (ex + w / 2, 2.0), (ex + w / 2, 2.8))
-  _arrow(ax, (ex + w / 2, 3.6), (ex + w / 2, 3.75))
-  _arrow(ax, (ex + w / 2, 4.15), (ex + w / 2, 4.55))
-  _arrow(ax, (ex + w / 2, 5.35), (ex + w / 2, 5.5))
-  for y0, y1 in ((2.4, 3.95), (4.35, 5.7)):
+      (ex - 0.35, 2.6), w + 0.7, 4.2, boxstyle='round,pad=0.05',
+      linewidth=1.4, edgecolor='0.4', facecolor='0.95', linestyle='--'))
+  ax.text(ex - 0.45, 4.7, 'N x', ha='right', va='center', fontsize=16)
+  _box(ax, ex, 2.9, w, 1.0, 'Multi-head\nself-attention', attn)
+  _box(ax, ex, 4.1, w, 0.55, 'Add & LayerNorm', norm)
+  _box(ax, ex, 5.0, w, 1.0, 'Position-wise\nfeed-forward', ffn)
+  _box(ax, ex, 6.15, w, 0.55, 'Add & LayerNorm', norm)
+  for y0, y1 in ((0.9, 1.3), (2.2, 2.9), (3.9, 4.1), (4.65, 5.0), (6.0, 6.15),
+                 (6.7, 7.7)):
+    _arrow(ax, (mid(ex), y0), (mid(ex), y1))
+  for y0, y1 in ((2.5, 4.375), (4.85, 6.425)):
     _residual(ax, ex, w, y0, y1, side=-1)
-  _box(ax, ex, 7.0, w, 0.9, 'Encoder output\none vector per source\n'
-       'position [b, s, d_model]', 'white', 8)
-  _arrow(ax, (ex + w / 2, 5.9), (ex + w / 2, 7.0))
+  _box(ax, ex, 7.7, w, 1.2, 'Encoder output:\none vector per source\n'
+       'position [b, s, d_model]', 'white', 12)
+  ax.text(mid(ex), 9.3, 'Encoder', ha='center', fontsize=18, weight='bold')
 
-  _box(ax, dx, 0.3, w, 0.6, 'Target tokens\n(shifted right)', 'white', 8)
-  _box(ax, dx, 1.3, w, 0.7, 'Token embedding\n+ positional encoding', emb)
+  _box(ax, dx, 0.2, w, 0.7, 'Target tokens, shifted right', 'white', 12)
+  _box(ax, dx, 1.3, w, 0.9, 'Token embedding\n+ positional encoding', emb)
   ax.add_patch(patches.FancyBboxPatch(
-      (dx - 0.3, 2.5), w + 0.6, 5.85, boxstyle='round,pad=0.05',
-      linewidth=1.2, edgecolor='0.4', facecolor='0.95', linestyle='--'))
-  ax.text(dx + w + 0.5, 5.4, 'x N', ha='left', va='center', fontsize=11)
-  _box(ax, dx, 2.8, w, 0.8, 'Masked (causal) multi-head\nself-attention',
-       attn, 8)
-  _box(ax, dx, 3.75, w, 0.4, 'Add & LayerNorm', norm, 8)
-  _box(ax, dx, 4.55, w, 0.9, 'Cross-attention\nQ from decoder,\nK, V from '
-       'encoder output', attn, 8)
-  _box(ax, dx, 5.6, w, 0.4, 'Add & LayerNorm', norm, 8)
-  _box(ax, dx, 6.45, w, 0.8, 'Position-wise\nfeed-forward', ffn)
-  _box(ax, dx, 7.4, w, 0.4, 'Add & LayerNorm', norm, 8)
-  for y0, y1 in ((0.9, 1.3), (2.0, 2.8), (3.6, 3.75), (4.15, 4.55),
-                 (5.45, 5.6), (6.0, 6.45), (7.25, 7.4), (7.8, 9.0)):
-    _arrow(ax, (dx + w / 2, y0), (dx + w / 2, y1))
-  for y0, y1 in ((2.4, 3.95), (4.35, 5.8), (6.2, 7.6)):
+      (dx - 0.35, 2.6), w + 0.7, 6.45, boxstyle='round,pad=0.05',
+      linewidth=1.4, edgecolor='0.4', facecolor='0.95', linestyle='--'))
+  ax.text(dx + w + 0.45, 5.8, 'x N', ha='left', va='center', fontsize=16)
+  _box(ax, dx, 2.9, w, 1.0, 'Masked (causal)\nmulti-head self-attention',
+       attn, 12)
+  _box(ax, dx, 4.1, w, 0.55, 'Add & LayerNorm', norm)
+  _box(ax, dx, 5.0, w, 1.2, 'Cross-attention:\nQ from the decoder,\nK, V from '
+       'the encoder output', attn, 12)
+  _box(ax, dx, 6.4, w, 0.55, 'Add & LayerNorm', norm)
+  _box(ax, dx, 7.3, w, 1.0, 'Position-wise\nfeed-forward', ffn)
+  _box(ax, dx, 8.45, w, 0.55, 'Add & LayerNorm', norm)
+  for y0, y1 in ((0.9, 1.3), (2.2, 2.9), (3.9, 4.1), (4.65, 5.0),
+                 (6.2, 6.4), (6.95, 7.3), (8.3, 8.45), (9.0, 9.9)):
+    _arrow(ax, (mid(dx), y0), (mid(dx), y1))
+  for y0, y1 in ((2.5, 4.375), (4.85, 6.675), (7.15, 8.725)):
     _residual(ax, dx, w, y0, y1, side=1)
   # Encoder output -> keys and values of every decoder layer.
-  ax.plot([ex + w, 4.9, 4.9], [7.45, 7.45, 5.0], color='#c0392b', lw=1.4)
-  _arrow(ax, (4.9, 5.0), (dx, 5.0), color='#c0392b')
-  ax.text(4.95, 6.3, 'K, V\nprojections', fontsize=7, color='#c0392b',
-          ha='left')
-  _box(ax, dx, 9.0, w, 0.6, 'Linear (tied to embedding)', '#d5c6e0', 8)
-  _box(ax, dx, 10.0, w, 0.6, 'Softmax', '#d5c6e0', 8)
-  _box(ax, dx, 11.0, w, 0.7, 'Next-token\nprobabilities', 'white', 8)
-  _arrow(ax, (dx + w / 2, 9.6), (dx + w / 2, 10.0))
-  _arrow(ax, (dx + w / 2, 10.6), (dx + w / 2, 11.0))
-  ax.text(ex + w / 2, 8.6, 'Encoder', ha='center', fontsize=13,
-          weight='bold')
-  ax.text(dx - 0.9, 11.3, 'Decoder', ha='center', fontsize=13,
-          weight='bold')
+  ax.plot([ex + w, 5.2, 5.2], [8.3, 8.3, 5.6], color='#c0392b', lw=2.0)
+  _arrow(ax, (5.2, 5.6), (dx, 5.6), color='#c0392b')
+  ax.text(5.35, 6.4, 'projected to\nkeys and values\nin every\ndecoder layer', fontsize=11,
+          color='#c0392b', ha='left')
+  _box(ax, dx, 9.9, w, 0.7, 'Linear (tied to the embedding)', '#d5c6e0', 12)
+  _box(ax, dx, 11.0, w, 0.7, 'Softmax', '#d5c6e0')
+  _box(ax, dx, 12.1, w, 0.8, 'Next-token probabilities', 'white')
+  _arrow(ax, (mid(dx), 10.6), (mid(dx), 11.0))
+  _arrow(ax, (mid(dx), 11.7), (mid(dx), 12.1))
+  ax.text(mid(dx), 13.2, 'Decoder', ha='center', fontsize=18, weight='bold')
   fig.savefig(path, dpi=110, bbox_inches='tight')
   plt.close(fig)
 
 
 # ------------------------------------------------------------- positions --
 def positions(path):
-  table = sinusoidal_positions(100, 128)
-  fig, ax = plt.subplots(figsize=(7.5, 3.6))
-  im = ax.imshow(table, aspect='auto', cmap='RdBu', vmin=-1, vmax=1)
-  ax.set_xlabel('encoding dimension i (sin at even i, cos at odd i)')
-  ax.set_ylabel('position')
-  ax.set_title('Sinusoidal position encodings, d_model = 128')
-  fig.colorbar(im, ax=ax)
+  """The table PE[pos, j], and four of its columns as curves over pos.
+
+  The axes say 'dimension j', not i: in the paper's formula i indexes the
+  sine/cosine pair, and column j = 2i is a sine, j = 2i + 1 a cosine.
+  """
+  d_model = 128
+  table = sinusoidal_positions(100, d_model)
+  fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7.5),
+                                    height_ratios=(3, 2))
+  im = top.imshow(table, aspect='auto', cmap='RdBu', vmin=-1, vmax=1,
+                  origin='lower')
+  top.set_xlabel('dimension j of the encoding '
+                 '(j = 2i: sine, j = 2i + 1: cosine)', fontsize=11)
+  top.set_ylabel('position pos', fontsize=11)
+  top.set_title(f'PE[pos, j], d_model = {d_model}', fontsize=12)
+  fig.colorbar(im, ax=top, label='value')
+  for j in (0, 10, 40, 80):
+    bottom.plot(table[:, j], label=f'j = {j} (i = {j // 2})')
+  bottom.set_xlabel('position pos', fontsize=11)
+  bottom.set_ylabel('PE[pos, j]', fontsize=11)
+  bottom.legend(fontsize=9, loc='upper left', bbox_to_anchor=(1.01, 1.0))
+  fig.tight_layout()
   fig.savefig(path, dpi=110, bbox_inches='tight')
   plt.close(fig)
 
@@ -222,26 +235,28 @@ def cross_attention(path, steps: int):
                                     jnp.asarray(inputs), jnp.asarray(targets))
   heads = model_cfg.num_heads
   fig, axes = plt.subplots(len(weights), heads,
-                           figsize=(2.3 * heads, 2.4 * len(weights)),
-                           squeeze=False)
+                           figsize=(3.3 * heads, 3.9 * len(weights)),
+                           squeeze=False, layout='constrained')
   src = [str(t) for t in inputs[0]]
   tgt = [str(t) for t in targets[0][:-1]] + ['EOS']
   for layer, w in enumerate(weights):
     for h in range(heads):
       ax = axes[layer, h]
-      ax.imshow(w[0, h], cmap='viridis', vmin=0, vmax=1)
-      ax.set_title(f'layer {layer + 1}, head {h + 1}', fontsize=8)
-      ax.set_xticks(range(len(src)), src, fontsize=6, rotation=90)
-      ax.set_yticks(range(len(tgt)), tgt, fontsize=6)
+      im = ax.imshow(w[0, h], cmap='viridis', vmin=0, vmax=1)
+      ax.set_title(f'layer {layer + 1}, head {h + 1}', fontsize=11)
+      ax.set_xticks(range(len(src)), src, fontsize=9)
+      ax.set_yticks(range(len(tgt)), tgt, fontsize=9)
       if h == 0:
-        ax.set_ylabel('target (query)', fontsize=7)
+        ax.set_ylabel('target position (query),\nlabelled with its token',
+                      fontsize=10)
       if layer == len(weights) - 1:
-        ax.set_xlabel('source (key)', fontsize=7)
+        ax.set_xlabel('source position (key),\nlabelled with its token',
+                      fontsize=10)
+  fig.colorbar(im, ax=axes, shrink=0.8, label='attention weight')
   accuracy = result.eval_metrics.get('eval/exact_match', float('nan'))
   fig.suptitle(f'Cross-attention after {steps} training steps on sequence '
-               f'reversal (held-out exact match {accuracy:.2f})', fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110, bbox_inches='tight')
+               f'reversal (held-out exact match {accuracy:.2f})', fontsize=13)
+  fig.savefig(path, dpi=100)
   plt.close(fig)
   return weights
 

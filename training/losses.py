@@ -12,9 +12,11 @@ def cross_entropy_sums(logits, targets, weights, label_smoothing: float = 0.0):
   """Label-smoothed cross entropy, summed over weighted positions.
 
   logits: [..., vocab] float; targets: [...] int; weights: [...] (0 ignores a
-  position, e.g. padding). Smoothing spreads `label_smoothing` uniformly over
-  the other classes (Szegedy et al. 2016); the constant entropy of the smoothed
-  distribution is subtracted so that a perfect prediction scores 0.
+  position, e.g. padding). Smoothing keeps 1 - `label_smoothing` on the
+  target and spreads `label_smoothing` uniformly over the other K - 1
+  classes (tensor2tensor's variant; Szegedy et al. 2016 spread it over all
+  K); the constant entropy of the smoothed distribution is subtracted so
+  that a perfect prediction scores 0.
   Returns dict(loss=sum, weight=sum of weights, correct=sum of argmax hits).
   """
   vocab = logits.shape[-1]
