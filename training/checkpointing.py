@@ -365,9 +365,3 @@ def _key_name(key):
       return str(getattr(key, attr))
   return str(key)
 
-
-def abstract_like(tree, sharding):
-  """Pytree of ShapeDtypeStruct with one sharding, for restore targets."""
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding),
-      tree)
