@@ -16,7 +16,7 @@ import train
 from configs import base_config, causal_lm, default
 from models import logical_axes
 from tasks import get_task
-from training import checkpointing, optimizers, run_config
+from training import checkpointing, optimizers, run_config, sharding
 
 MESHES = {'pmap': None, 'data8': dict(data=-1, fsdp=1, tensor=1),
           '2x2x2': dict(data=2, fsdp=2, tensor=2)}
@@ -119,6 +119,44 @@ def test_checkpoint_of_one_mesh_restores_under_another(runs, tmp_path,
   jax.tree.map(np.testing.assert_array_equal, restored, saved)
   jax.tree.map(lambda r, s: (r.sharding == s) or pytest.fail(str(r.sharding)),
                restored, other.state_shardings(saved))
+
+
+def test_an_axis_that_does_not_divide_a_dimension_leaves_it_whole():
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()).reshape(2, 2, 2),
+                           ('data', 'fsdp', 'tensor'))
+  rules = base_config.base_config().logical_axis_rules
+  spec = lambda names, shape: sharding.mesh_spec(P(*names), shape, mesh,
+                                                 rules)
+  assert spec(('embed', 'mlp'), (32, 64)) == P('fsdp', 'tensor')
+  assert spec(('embed', 'kv_heads', 'kv'), (32, 1, 8)) == P('fsdp', None,
+                                                            None)
+  assert spec(('vocab', 'embed'), (51, 32)) == P(None, 'fsdp')
+  assert spec(('batch', 'length'), (6, 5)) == P('data', None)
+  assert spec(('layers', 'embed'), (3, 32)) == P(None, 'fsdp')
+
+
+def test_optimizer_state_is_laid_out_like_its_parameters():
+  config = tiny('decoder_lm', '2x2x2')
+  # Masked weight decay and clipping: states that optax.tree_map_params
+  # cannot map, matched here by parameter path.
+  config.optimizer.update(name='adamw', weight_decay=0.1,
+                          decay_only_matrices=True, grad_clip_norm=1.0)
+  task = get_task(config)
+  optimizer, _ = optimizers.make_optimizer(config.optimizer, 10)
+  params = jax.eval_shape(task.init_variables, jax.random.key(0))['params']
+  axes = sharding.logical_axes_of(
+      dict(params=params, opt=jax.eval_shape(optimizer.init, params)),
+      task.param_axes())
+  flat = {jax.tree_util.keystr(k): v for k, v in
+          jax.tree_util.tree_flatten_with_path(
+              axes, is_leaf=lambda x: isinstance(x, P))[0]}
+  wi = "['stack']['layers_0']['ffn']['wi']['kernel']"
+  assert flat["['params']" + wi] == P('embed', 'mlp')
+  moments = [v for k, v in flat.items() if k.startswith("['opt']")
+             and k.endswith(wi)]
+  assert moments == [P('embed', 'mlp')] * 2  # mu and nu
+  counts = [v for k, v in flat.items() if k.endswith('.count')]
+  assert counts and all(v == P() for v in counts)
 
 
 def config_with(**fields):
