@@ -22,7 +22,6 @@ import jax.numpy as jnp
 
 import train
 import trained_run
-from training import parallel
 
 _EVAL_FILE = flags.DEFINE_string(
     'eval_file', None, "A file in the run's data format to score instead of "
@@ -60,9 +59,9 @@ def with_eval_file(config, path: str):
 
 def score(config, task, params, step: int) -> dict:
   """train.evaluate on `params` (host arrays) with the run's parallelism."""
-  dp = parallel.make_parallel(config.parallelism, config.num_devices)
+  dp = train.make_parallel(config, task)
   dp.check_batch_size(config.eval_batch_size, 'eval_batch_size')
-  state = dp.replicate(train.TrainState(
+  state = dp.place_state(train.TrainState(
       step=jnp.asarray(step, jnp.int32), params=params, opt_state=()))
   compiled = {
       'eval': dp.compile(functools.partial(

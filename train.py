@@ -169,15 +169,27 @@ def check_workdir(workdir: str):
                      f'{e.strerror or e}') from None
 
 
-def initial_state(task, optimizer, config) -> TrainState:
-  """Fresh parameters from the seed (identical on every host)."""
-  variables = jax.jit(task.init_variables)(jax.random.key(config.seed))
-  params = variables['params']
+def initial_state(task, optimizer, config, dp) -> TrainState:
+  """Fresh parameters from the seed (identical on every host), in `dp`'s
+  checkpoint form: on a mesh each device initialises only its shards."""
+  params = dp.init(lambda rng: task.init_variables(rng)['params'],
+                   jax.random.key(config.seed))
   if config.init_from:
-    params = pretrained.restore_pretrained(params, config.init_from,
-                                           config.task)
+    params = dp.init(lambda p: p, pretrained.restore_pretrained(
+        params, config.init_from, config.task))
   return TrainState(step=jnp.array(0, jnp.int32), params=params,
-                    opt_state=optimizer.init(params))
+                    opt_state=dp.init(optimizer.init, params))
+
+
+def make_parallel(config, task, mode: str | None = None) -> parallel.Parallel:
+  """The devices of `config.parallelism` (or `mode`): pmap, or a mesh of
+  config.mesh laid out by config.logical_axis_rules and the task's
+  parameter axes."""
+  num_devices = config.num_devices or jax.device_count()
+  return parallel.make_parallel(
+      mode or config.parallelism, config.num_devices,
+      mesh_shape=base_config.mesh_shape(config.mesh, num_devices),
+      rules=config.logical_axis_rules, param_axes=task.param_axes())
 
 
 def mean_metrics(sums: dict, prefix: str) -> dict:
@@ -229,10 +241,9 @@ def evaluate_averaged(config, task, dp, state, checkpointer, eval_batches,
                       compiled):
   """Evaluates the mean parameters of the last N checkpoints ('averaged/')."""
   steps = sorted(checkpointer.all_steps())[-config.average_last_checkpoints:]
-  host_state = dp.global_replicated(state)
-  abstract = checkpointing.abstract_like(host_state, dp.replicated)
-  params = checkpointer.average_params(steps, abstract)
-  averaged = dp.replicate(host_state.replace(params=params))
+  host_state = dp.global_state(state)
+  params = checkpointer.average_params(steps, dp.abstract_state(host_state))
+  averaged = dp.place_state(host_state.replace(params=params))
   metrics = evaluate(config, task, dp, averaged, eval_batches, compiled)
   log(f'eval of the mean of checkpoints {steps}: ' + ', '.join(
       f'{k[5:]} {v:.4f}' for k, v in sorted(metrics.items())))
@@ -250,9 +261,9 @@ def train_and_evaluate(config, workdir: str,
   Raises ValueError (bad input, one line) before anything is written,
   and Diverged at a non-finite step.
   """
-  base_config.validate(config)
+  base_config.validate(config, config.num_devices or jax.device_count())
   task = get_task(config)
-  dp = parallel.make_parallel(config.parallelism, config.num_devices)
+  dp = make_parallel(config, task)
   dp.check_batch_size(config.batch_size, 'batch_size')
   dp.check_batch_size(config.eval_batch_size, 'eval_batch_size')
   if pipelines.host_batch_size(config.batch_size) % config.grad_accum_steps:
@@ -277,8 +288,8 @@ def _train(config, workdir, task, dp, stop_at_step, signals) -> TrainResult:
   checkpointer = checkpointing.Checkpointer(
       workdir, config.keep_checkpoints, config.checkpoint_timeout_s, log)
   try:
-    state = initial_state(task, optimizer, config)
-    abstract = checkpointing.abstract_like(state, dp.replicated)
+    state = initial_state(task, optimizer, config, dp)
+    abstract = dp.abstract_state(state)
     if checkpointer.all_steps():  # a resume: the same model and config
       checkpointer.check_newest_shapes(abstract)  # names the parameter
       run_config.check_resume(workdir, config)
@@ -298,7 +309,7 @@ def _train(config, workdir, task, dp, stop_at_step, signals) -> TrainResult:
     loop = TrainLoop(config, task, dp, optimizer, schedule, checkpointer,
                      MetricsWriter(workdir, start_step=start), signals)
     try:
-      return loop.run(dp.replicate(state), train_iter, start, stop)
+      return loop.run(dp.place_state(state), train_iter, start, stop)
     finally:
       loop.writer.close()
   finally:
@@ -319,7 +330,7 @@ class TrainLoop:
         'train': dp.compile(functools.partial(
             train_step, task=task, optimizer=optimizer, axis_name=axis,
             grad_accum_steps=config.grad_accum_steps),
-            num_sharded=1, donate_state=True),
+            num_sharded=1, donate_state=True, returns_state=True),
         'eval': dp.compile(functools.partial(eval_step, task=task,
                                              axis_name=axis), num_sharded=1),
         'predict': dp.compile(functools.partial(predict_step, task=task),
@@ -358,7 +369,7 @@ class TrainLoop:
             f'{k[5:]} {v:.4f}' for k, v in sorted(eval_metrics.items())))
       if ending or done % config.checkpoint_every == 0:
         self.check_finite()  # never save past a diverged step
-        self.checkpointer.save(done, self.dp.global_replicated(state),
+        self.checkpointer.save(done, self.dp.global_state(state),
                                train_iter.get_state())
       if stopping:
         break
@@ -374,7 +385,7 @@ class TrainLoop:
     return TrainResult(train_metrics, eval_metrics, self.host(state))
 
   def host(self, state):
-    return jax.tree.map(parallel.host_copy, self.dp.global_replicated(state))
+    return jax.tree.map(parallel.host_copy, self.dp.global_state(state))
 
   def fetch(self) -> list[dict]:
     """The pending steps' metrics on the host, oldest first."""

@@ -4,6 +4,8 @@ Experiment files call `base_config()` and override what they change, so a
 reader sees every knob in one place and `--config.x=y` type-checks.
 `validate(config)` checks every value at once; train.py calls it before it
 creates or writes anything, so a typo never leaves a half-made workdir.
+Data, fsdp and tensor parallelism are `mesh` and `logical_axis_rules` with
+parallelism='mesh', e.g. --config.mesh.fsdp=2 --config.mesh.tensor=2.
 """
 import dataclasses
 import math
@@ -11,6 +13,9 @@ import math
 import ml_collections
 
 from models.config import ModelConfig, model_config_from
+from models.logical_axes import LOGICAL_AXES
+
+MESH_AXES = ('data', 'fsdp', 'tensor')
 
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
@@ -57,6 +62,19 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss_chunk_length = 0
   config.parallelism = 'pmap'      # 'pmap' or 'mesh' (jit over a Mesh)
   config.num_devices = 0           # 0: all devices; n: the first n (1 host)
+  # parallelism='mesh': devices per mesh axis, -1 for those the others leave
+  # (training/sharding.py). data splits the batch; fsdp splits the batch and
+  # the weights (ZeRO-3); tensor splits layers (Megatron). E.g.
+  # --config.mesh.fsdp=2 --config.mesh.tensor=2 on 8 devices: data=2.
+  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  # parallelism='mesh': (logical axis of models/logical_axes.py, mesh axis,
+  # tuple of axes or None), tried in order; a mesh axis splits at most one
+  # dimension of an array, so activations' 'embed' stays whole (fsdp
+  # already splits 'batch'). As MaxText's defaults.
+  config.logical_axis_rules = (
+      ('batch', ('data', 'fsdp')), ('embed', 'fsdp'), ('mlp', 'tensor'),
+      ('heads', 'tensor'), ('kv_heads', 'tensor'), ('vocab', 'tensor'),
+      ('kv', None), ('length', None), ('layers', None))
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'adam'   # 'adam' (paper) or 'adamw'
@@ -218,8 +236,9 @@ _CHOICES = {
 }
 
 
-def validate(config):
-  """Raises ValueError naming the first field whose value cannot work."""
+def validate(config, num_devices: int | None = None):
+  """Raises ValueError naming the first field whose value cannot work;
+  with `num_devices`, also a config.mesh that does not fit them."""
   for name, low in _AT_LEAST.items():
     value = _get(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -251,6 +270,66 @@ def validate(config):
                      'finite')
   model_config_from(config.model)  # one line naming a bad model field
   check_averaging(config)
+  check_mesh(config, num_devices)
+
+
+def mesh_shape(mesh, num_devices: int | None) -> dict:
+  """config.mesh with its -1 resolved: {axis: size}, sizes multiplying to
+  `num_devices`. Raises ValueError naming config.mesh when they cannot
+  (num_devices None: only the names and sizes are checked)."""
+  sizes = dict(mesh)
+  shown = ', '.join(f'{k}={v!r}' for k, v in sizes.items())
+  unknown = [a for a in sizes if a not in MESH_AXES]
+  if unknown:
+    raise ValueError(f'config.mesh ({shown}) has unknown axis '
+                     f'{unknown[0]!r}; the axes are {", ".join(MESH_AXES)}')
+  for axis, size in sizes.items():
+    if isinstance(size, bool) or not isinstance(size, int) or not (
+        size >= 1 or size == -1):
+      raise ValueError(f'config.mesh.{axis}={size!r} must be an integer >= 1 '
+                       'or -1 (the devices the other axes leave)')
+  free = [a for a, size in sizes.items() if size == -1]
+  if len(free) > 1:
+    raise ValueError(f'config.mesh ({shown}) may have one axis of -1, not '
+                     f'{len(free)}')
+  fixed = math.prod(size for size in sizes.values() if size != -1)
+  if num_devices is None:
+    return sizes
+  if num_devices % fixed:
+    raise ValueError(f'config.mesh ({shown}): its sizes multiply to {fixed}, '
+                     f'which does not divide the {num_devices} devices')
+  if not free and fixed != num_devices:
+    raise ValueError(f'config.mesh ({shown}) uses {fixed} of the '
+                     f'{num_devices} devices; set one axis to -1 to use all')
+  if free:
+    sizes[free[0]] = num_devices // fixed
+  return sizes
+
+
+def check_mesh(config, num_devices: int | None = None):
+  """config.mesh and config.logical_axis_rules name known axes and fit
+  `num_devices` (when given); pmap takes only a data axis."""
+  mesh = dict(config.mesh)
+  mesh_shape(mesh, num_devices)
+  if config.parallelism == 'pmap' and any(
+      size not in (1, -1) for axis, size in mesh.items() if axis != 'data'):
+    raise ValueError(f'config.mesh={mesh} splits over fsdp or '
+                     "tensor, which needs config.parallelism='mesh'")
+  rules = config.logical_axis_rules
+  for rule in rules if isinstance(rules, (list, tuple)) else [rules]:
+    if not (isinstance(rule, (list, tuple)) and len(rule) == 2):
+      raise ValueError(f'config.logical_axis_rules entry {rule!r} is not a '
+                       '(logical axis, mesh axis or axes or None) pair')
+    name, axes = rule
+    if name not in LOGICAL_AXES:
+      raise ValueError(f'config.logical_axis_rules names unknown logical axis'
+                       f' {name!r}; the logical axes are '
+                       f'{", ".join(LOGICAL_AXES)}')
+    for axis in axes if isinstance(axes, (list, tuple)) else [axes]:
+      if axis is not None and axis not in mesh:
+        raise ValueError(f'config.logical_axis_rules maps {name!r} to '
+                         f'unknown mesh axis {axis!r}; the mesh axes are '
+                         f'{", ".join(mesh)}')
 
 
 def check_averaging(config):

@@ -69,7 +69,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import train  # pylint: disable=g-import-not-at-top
 from decoding import generation
 from tasks import get_task
-from training import flops, optimizers, parallel
+from training import flops, optimizers
 
 _CONFIG = train._CONFIG  # --config and --config.x=y, as train.py parses them
 _BATCH = flags.DEFINE_integer('batch_size', 0, '0: config.batch_size.')
@@ -241,16 +241,16 @@ def compile_step(config, donate: bool = True):
   """train.train_step for `config` (mode 'mesh'), compiled on synthetic
   batches -> (task, MeshParallel, compiled, (state, batch, rng), seconds)."""
   task = get_task(config)
-  dp = parallel.MeshParallel(config.num_devices)
+  dp = train.make_parallel(config, task, mode='mesh')
   optimizer, _ = optimizers.make_optimizer(config.optimizer,
                                            config.num_train_steps)
-  state = dp.replicate(train.initial_state(task, optimizer, config))
+  state = dp.place_state(train.initial_state(task, optimizer, config, dp))
   batch = dp.shard(synthetic_batch(config, config.batch_size))
   rng = jax.random.key(1)
   step_fn = dp.compile(functools.partial(
       train.train_step, task=task, optimizer=optimizer, axis_name=None,
       grad_accum_steps=config.grad_accum_steps),
-      num_sharded=1, donate_state=donate)
+      num_sharded=1, donate_state=donate, returns_state=True)
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch, rng).compile()
   return (task, dp, compiled, (state, batch, rng),

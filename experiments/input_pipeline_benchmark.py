@@ -113,23 +113,23 @@ def default_experiment(args):
   import jax  # pylint: disable=g-import-not-at-top
   import train as train_lib  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  from training import parallel  # pylint: disable=g-import-not-at-top
   from tasks import get_task  # pylint: disable=g-import-not-at-top
   import functools  # pylint: disable=g-import-not-at-top
   from training import optimizers  # pylint: disable=g-import-not-at-top
 
   config = default.get_config()
   task = get_task(config)
-  dp = parallel.make_parallel(config.parallelism)
+  dp = train_lib.make_parallel(config, task)
   data = task.train_batches(None, config.batch_size)
   data_rate = time_iterator(data, args.warmup, args.num_batches)
   optimizer, _ = optimizers.make_optimizer(config.optimizer,
                                            config.num_train_steps)
-  state = dp.replicate(train_lib.initial_state(task, optimizer, config))
+  state = dp.place_state(train_lib.initial_state(task, optimizer, config,
+                                                 dp))
   step = dp.compile(functools.partial(
       train_lib.train_step, task=task, optimizer=optimizer,
       axis_name=dp.axis_name, grad_accum_steps=1), num_sharded=1,
-      donate_state=True)
+      donate_state=True, returns_state=True)
   batches = [dp.shard(next(data)) for _ in range(args.num_batches)]
   rng = jax.random.key(0)
   for batch in batches[:args.warmup]:

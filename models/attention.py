@@ -14,6 +14,7 @@ from models.blockwise_attention import blockwise_attention
 from models import initializers
 from models.config import ModelConfig
 from models.dropout import apply_dropout
+from models.logical_axes import constrain
 
 
 def padding_mask(query_tokens, key_tokens, pad_id: int = 0):
@@ -137,15 +138,25 @@ class MultiHeadAttention(nn.Module):
     positions_*: [b, len] int, used only for rotary position embeddings.
     """
     cfg = self.config
-    dense = lambda name, features, axis=-1: nn.DenseGeneral(
-        features, axis=axis, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-        param_dtype=cfg.params_dtype, name=name,
-        kernel_init=initializers.kernel(cfg, residual_output=name == 'out'),
-        dot_general=fast_dots.dense_dot_general_for(cfg))
+    def dense(name, features, kernel_axes, bias_axes, axis=-1):
+      return nn.DenseGeneral(
+          features, axis=axis, use_bias=cfg.use_bias,
+          dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype, name=name,
+          kernel_init=initializers.kernel(cfg, kernel_axes,
+                                          residual_output=name == 'out'),
+          bias_init=initializers.zeros(*bias_axes),
+          dot_general=fast_dots.dense_dot_general_for(cfg))
+    heads = (cfg.num_heads, cfg.head_dim)
     kv_heads = (cfg.kv_heads, cfg.head_dim)
-    query = dense('query', (cfg.num_heads, cfg.head_dim))(inputs_q)
-    key = dense('key', kv_heads)(inputs_kv)
-    value = dense('value', kv_heads)(inputs_kv)
+    query = dense('query', heads, ('embed', 'heads', 'kv'),
+                  ('heads', 'kv'))(inputs_q)
+    key = dense('key', kv_heads, ('embed', 'kv_heads', 'kv'),
+                ('kv_heads', 'kv'))(inputs_kv)
+    value = dense('value', kv_heads, ('embed', 'kv_heads', 'kv'),
+                  ('kv_heads', 'kv'))(inputs_kv)
+    query = constrain(query, 'batch', 'length', 'heads', 'kv')
+    key = constrain(key, 'batch', 'length', 'kv_heads', 'kv')
+    value = constrain(value, 'batch', 'length', 'kv_heads', 'kv')
 
     if cfg.position_embedding == 'rope':
       query = rotary_embedding(query, positions_q, cfg.rope_base)
@@ -164,7 +175,10 @@ class MultiHeadAttention(nn.Module):
         dropout_bits=cfg.dropout_bits,
         library_dots=fast_dots.use_fast_dots(cfg),
         block_size=cfg.attention_block_size)
-    return dense('out', cfg.d_model, axis=(-2, -1))(out)
+    out = constrain(out, 'batch', 'length', 'heads', 'kv')
+    return constrain(
+        dense('out', cfg.d_model, ('heads', 'kv', 'embed'), ('embed',),
+              axis=(-2, -1))(out), 'batch', 'length', 'embed')
 
   def _update_cache(self, key, value, mask):
     """Writes key/value [b, l, kv_heads, d] at cache_index; returns the

@@ -27,10 +27,13 @@ from models.normalization import layer_norm
 from models.transformer_layers import EncoderLayer, LayerStack
 
 
-def _dense(cfg: ModelConfig, features: int, name: str) -> nn.Dense:
+def _dense(cfg: ModelConfig, features: int, name: str | None) -> nn.Dense:
+  """A head's d_model -> features layer (its output dimension is small or
+  d_model again, so only the input is named)."""
   return nn.Dense(features, dtype=cfg.compute_dtype,
                   param_dtype=cfg.params_dtype,
-                  kernel_init=initializers.kernel(cfg), name=name,
+                  kernel_init=initializers.kernel(cfg, ('embed', None)),
+                  bias_init=initializers.zeros(None), name=name,
                   dot_general=fast_dots.dense_dot_general_for(cfg))
 
 
@@ -52,10 +55,7 @@ class Bert(nn.Module):
     self.stack = LayerStack(cfg, EncoderLayer, cfg.num_layers,
                             self.deterministic)
     if self.add_pooler:
-      self.pooler = nn.Dense(cfg.d_model, dtype=cfg.compute_dtype,
-                             param_dtype=cfg.params_dtype,
-                             kernel_init=initializers.kernel(cfg),
-                             dot_general=fast_dots.dense_dot_general_for(cfg))
+      self.pooler = _dense(cfg, cfg.d_model, None)
 
   def __call__(self, input_ids, token_type_ids=None, attention_mask=None,
                positions=None):
@@ -84,7 +84,7 @@ class MaskedLMHead(nn.Module):
     cfg = self.config
     h = ACTIVATIONS[cfg.activation](_dense(cfg, cfg.d_model, 'transform')(hidden))
     h = layer_norm(cfg, 'norm')(h)
-    bias = self.param('bias', nn.initializers.zeros, (cfg.vocab_size,),
+    bias = self.param('bias', initializers.zeros('vocab'), (cfg.vocab_size,),
                       cfg.params_dtype)
     return (attend(h) + bias).astype(jnp.float32)
 

@@ -11,10 +11,11 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import fast_dots
+from models import fast_dots, initializers
 from models.config import ModelConfig
 from models.embeddings import (InputEmbedding, TokenEmbedding,
                                causal_positions_and_mask)
+from models.logical_axes import constrain
 from models.normalization import layer_norm
 from models.transformer_layers import EncoderLayer, LayerStack
 
@@ -50,10 +51,12 @@ class DecoderLM(nn.Module):
     if cfg.tie_output_embedding:
       logits = tokens.attend(x)
     else:
-      logits = nn.Dense(cfg.vocab_size, use_bias=False,
-                        dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
-                        dot_general=fast_dots.dense_dot_general_for(cfg),
-                        name='output_projection')(x)
+      logits = constrain(nn.Dense(
+          cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype,
+          param_dtype=cfg.params_dtype,
+          kernel_init=initializers.lecun_normal('embed', 'vocab'),
+          dot_general=fast_dots.dense_dot_general_for(cfg),
+          name='output_projection')(x), 'batch', 'length', 'vocab')
     return logits.astype(jnp.float32)
 
 

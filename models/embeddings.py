@@ -6,6 +6,7 @@ import flax.linen as nn
 from models import attention, initializers
 from models.config import ModelConfig
 from models.dropout import Dropout
+from models.logical_axes import constrain
 from models.normalization import layer_norm
 
 
@@ -28,7 +29,8 @@ class TokenEmbedding(nn.Module):
 
   def setup(self):
     cfg = self.config
-    self.embedding = self.param('embedding', initializers.embedding(cfg),
+    self.embedding = self.param('embedding',
+                                initializers.embedding(cfg, ('vocab', 'embed')),
                                 (cfg.vocab_size, cfg.d_model),
                                 cfg.params_dtype)
 
@@ -41,8 +43,10 @@ class TokenEmbedding(nn.Module):
 
   def attend(self, x):
     """[b, l, d_model] -> logits [b, l, vocab] with the transposed table."""
-    return jnp.einsum('bld,vd->blv', x,
-                      self.embedding.astype(self.config.compute_dtype))
+    return constrain(
+        jnp.einsum('bld,vd->blv', x,
+                   self.embedding.astype(self.config.compute_dtype)),
+        'batch', 'length', 'vocab')
 
 
 class PositionEmbedding(nn.Module):
@@ -55,7 +59,8 @@ class PositionEmbedding(nn.Module):
     if cfg.position_embedding == 'sinusoidal':
       table = jnp.asarray(sinusoidal_positions(cfg.max_len, cfg.d_model))
     else:  # learned
-      table = self.param('embedding', initializers.embedding(cfg),
+      table = self.param('embedding',
+                         initializers.embedding(cfg, (None, 'embed')),
                          (cfg.max_len, cfg.d_model), cfg.params_dtype)
     return jnp.take(table, positions, axis=0).astype(cfg.compute_dtype)
 
@@ -81,11 +86,13 @@ class InputEmbedding(nn.Module):
         token_types = jnp.zeros_like(ids)
       x = x + nn.Embed(cfg.type_vocab_size, cfg.d_model,
                        dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
-                       embedding_init=initializers.embedding(cfg),
+                       embedding_init=initializers.embedding(cfg,
+                                                             (None, 'embed')),
                        name='token_types')(token_types)
     if cfg.embedding_layer_norm:
       x = layer_norm(cfg, 'norm')(x)
-    return Dropout(cfg.dropout_rate, cfg.dropout_bits)(x, self.deterministic)
+    x = Dropout(cfg.dropout_rate, cfg.dropout_bits)(x, self.deterministic)
+    return constrain(x, 'batch', 'length', 'embed')
 
 
 def next_decode_position(module: nn.Module, length: int):

@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from models import attention as attn
+from models import initializers
 from models.config import ModelConfig
 from models.embeddings import (InputEmbedding, TokenEmbedding,
                                causal_positions_and_mask)
+from models.logical_axes import constrain
 from models.normalization import layer_norm
 from models.transformer_layers import DecoderLayer, EncoderLayer, LayerStack
 
@@ -108,7 +110,8 @@ class EncoderDecoder(nn.Module):
     if not cfg.tie_output_embedding:
       self.output_projection = nn.Dense(
           cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype,
-          param_dtype=cfg.params_dtype)
+          param_dtype=cfg.params_dtype,
+          kernel_init=initializers.lecun_normal('embed', 'vocab'))
 
   def encode(self, inputs, inputs_positions=None, inputs_segmentation=None):
     """[b, s] source ids -> [b, s, d_model]."""
@@ -126,7 +129,7 @@ class EncoderDecoder(nn.Module):
     if self.config.tie_output_embedding:
       logits = self.target_embedding.attend(y)
     else:
-      logits = self.output_projection(y)
+      logits = constrain(self.output_projection(y), 'batch', 'length', 'vocab')
     return logits.astype(jnp.float32)
 
   def __call__(self, inputs, targets, inputs_positions=None,

@@ -11,6 +11,7 @@ from models import fast_dots
 from models import initializers
 from models.config import ModelConfig
 from models.dropout import Dropout
+from models.logical_axes import constrain
 
 ACTIVATIONS = {
     'relu': jax.nn.relu,
@@ -31,16 +32,22 @@ class FeedForward(nn.Module):
   def __call__(self, x):
     cfg = self.config
     output = _OUTPUT[cfg.ffn_kind]
-    dense = lambda name, features: nn.Dense(
-        features, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-        param_dtype=cfg.params_dtype, name=name,
-        kernel_init=initializers.kernel(cfg, residual_output=name == output),
-        dot_general=fast_dots.dense_dot_general_for(cfg))
+    def dense(name, features, axes):
+      return nn.Dense(
+          features, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+          param_dtype=cfg.params_dtype, name=name,
+          kernel_init=initializers.kernel(cfg, axes,
+                                          residual_output=name == output),
+          bias_init=initializers.zeros(axes[1]),
+          dot_general=fast_dots.dense_dot_general_for(cfg))
+    up = lambda name: constrain(dense(name, cfg.d_ff, ('embed', 'mlp'))(x),
+                                'batch', 'length', 'mlp')
     act = ACTIVATIONS[cfg.activation]
     if cfg.ffn_kind == 'gated':
-      h = act(dense('w1', cfg.d_ff)(x)) * dense('w3', cfg.d_ff)(x)
+      h = act(up('w1')) * up('w3')
     else:
-      h = act(dense('wi', cfg.d_ff)(x))
+      h = act(up('wi'))
     h = Dropout(cfg.activation_dropout_rate, cfg.dropout_bits)(
         h, self.deterministic)
-    return dense(output, cfg.d_model)(h)
+    return constrain(dense(output, cfg.d_model, ('mlp', 'embed'))(h),
+                     'batch', 'length', 'embed')

@@ -1,10 +1,15 @@
-"""Parameter initialisers chosen by `ModelConfig.init_std`."""
+"""Parameter initialisers chosen by `ModelConfig.init_std`.
+
+Each takes the parameter's logical axis names (models/logical_axes.py), one
+per dimension, and returns an initialiser whose value carries them.
+"""
 import flax.linen as nn
 
 from models.config import ModelConfig
+from models.logical_axes import with_axes
 
 
-def kernel(cfg: ModelConfig, residual_output: bool = False):
+def kernel(cfg: ModelConfig, axes: tuple, residual_output: bool = False):
   """Dense kernels: Xavier-uniform (the paper's codebase) or N(0, init_std).
 
   residual_output: the last projection of a residual branch (attention
@@ -17,11 +22,30 @@ def kernel(cfg: ModelConfig, residual_output: bool = False):
   if residual_output and cfg.scale_residual_init:
     scale = 1.0 / (2 * max(cfg.num_layers, cfg.decoder_layers))
   if cfg.init_std > 0:
-    return nn.initializers.normal(stddev=cfg.init_std * scale ** 0.5)
-  return nn.initializers.variance_scaling(scale, 'fan_avg', 'uniform')
+    return with_axes(nn.initializers.normal(stddev=cfg.init_std * scale ** 0.5),
+                     *axes)
+  return with_axes(nn.initializers.variance_scaling(scale, 'fan_avg',
+                                                    'uniform'), *axes)
 
 
-def embedding(cfg: ModelConfig):
+def embedding(cfg: ModelConfig, axes: tuple):
   """Embeddings: N(0, d_model^-1/2), so scaled-up tied embeddings start at
   unit variance; or N(0, init_std) as in BERT and GPT-2."""
-  return nn.initializers.normal(stddev=cfg.init_std or cfg.d_model ** -0.5)
+  return with_axes(
+      nn.initializers.normal(stddev=cfg.init_std or cfg.d_model ** -0.5),
+      *axes)
+
+
+def zeros(*axes):
+  """Biases (zeros)."""
+  return with_axes(nn.initializers.zeros_init(), *axes)
+
+
+def ones(*axes):
+  """Norm scales (ones)."""
+  return with_axes(nn.initializers.ones_init(), *axes)
+
+
+def lecun_normal(*axes):
+  """flax's default Dense kernel, for layers that keep it."""
+  return with_axes(nn.initializers.lecun_normal(), *axes)

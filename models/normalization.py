@@ -2,6 +2,7 @@
 2016) or RMSNorm (Zhang & Sennrich 2019), by `model.norm_kind`."""
 import flax.linen as nn
 
+from models import initializers
 from models.config import ModelConfig
 
 
@@ -14,7 +15,9 @@ def layer_norm(cfg: ModelConfig, name: str) -> nn.Module:
   """
   if cfg.norm_kind == 'rms':
     return nn.RMSNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.compute_dtype,
-                      param_dtype=cfg.params_dtype, name=name)
+                      param_dtype=cfg.params_dtype,
+                      scale_init=initializers.ones('embed'), name=name)
   return nn.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.compute_dtype,
                       param_dtype=cfg.params_dtype, use_bias=cfg.use_bias,
-                      name=name)
+                      scale_init=initializers.ones('embed'),
+                      bias_init=initializers.zeros('embed'), name=name)

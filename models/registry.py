@@ -82,10 +82,25 @@ def dummy_inputs(model_name: str, model_cfg: ModelConfig, batch_size: int = 1,
       batch_size, min(length or 8, model_cfg.max_len))
 
 
+def init_variables(model_name: str, model_cfg: ModelConfig, rng) -> dict:
+  """Freshly initialised variables, plain arrays (models/logical_axes.py:
+  `model.init` gives them boxed with their logical axis names)."""
+  model = build(model_name, model_cfg)
+  return nn.meta.unbox(model.init(rng, *dummy_inputs(model_name, model_cfg)))
+
+
 def init_params(model_name: str, model_cfg: ModelConfig, rng):
   """Freshly initialised parameters (the 'params' collection)."""
+  return init_variables(model_name, model_cfg, rng)['params']
+
+
+def param_axes(model_name: str, model_cfg: ModelConfig):
+  """The parameters' logical axis names, a pytree of PartitionSpecs such as
+  P('embed', 'mlp') (models/logical_axes.py); nothing is allocated."""
   model = build(model_name, model_cfg)
-  return model.init(rng, *dummy_inputs(model_name, model_cfg))['params']
+  boxed = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), *dummy_inputs(model_name, model_cfg)))
+  return nn.get_partition_spec(boxed)['params']
 
 
 def param_shapes(model_name: str, model_cfg: ModelConfig):

@@ -11,6 +11,7 @@ from models.attention import MultiHeadAttention
 from models.config import ModelConfig
 from models.dropout import Dropout
 from models.feed_forward import FeedForward
+from models.logical_axes import constrain
 from models.normalization import layer_norm
 
 
@@ -48,6 +49,7 @@ class EncoderLayer(nn.Module):
         x, lambda h: attention(h, h, mask, positions, positions))
     x = Residual(cfg, det, name='ffn_residual')(
         x, FeedForward(cfg, det, name='ffn'))
+    x = constrain(x, 'batch', 'length', 'embed')
     return (x, None) if self.scanned else x
 
 
@@ -79,6 +81,7 @@ class DecoderLayer(nn.Module):
         x, lambda h: cross_attention(h, encoded, cross_mask))
     x = Residual(cfg, det, name='ffn_residual')(
         x, FeedForward(cfg, det, name='ffn'))
+    x = constrain(x, 'batch', 'length', 'embed')
     return (x, None) if self.scanned else x
 
 
@@ -92,7 +95,7 @@ class LayerStack(nn.Module):
   """`num_layers` copies of `layer_cls`, looped or scanned, optionally remat.
 
   Scanning compiles one layer instead of N (compile time flat in depth);
-  its parameters are stacked along a leading 'layers' axis.
+  its parameters are stacked along a leading axis, logically 'layers'.
   """
   config: ModelConfig
   layer_cls: type
@@ -111,7 +114,8 @@ class LayerStack(nn.Module):
       scanned = nn.scan(
           layer_cls, variable_axes={'params': 0, 'cache': 0},
           split_rngs={'params': True, 'dropout': True},
-          in_axes=(nn.broadcast,) * len(args), length=self.num_layers)
+          in_axes=(nn.broadcast,) * len(args), length=self.num_layers,
+          metadata_params={nn.PARTITION_NAME: 'layers'})
       x, _ = scanned(cfg, self.deterministic, self.decode, scanned=True,
                      name='layers')(x, *args)
       return x

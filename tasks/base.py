@@ -35,9 +35,12 @@ class Task(abc.ABC):
                           deterministic=not train, decode=decode)
 
   def init_variables(self, rng):
-    """Fresh variables (pure: train.py jits it)."""
-    return self.build_model(train=False).init(
-        rng, *registry.dummy_inputs(self.model_name, self.model_config))
+    """Fresh variables, plain arrays (pure: train.py jits it)."""
+    return registry.init_variables(self.model_name, self.model_config, rng)
+
+  def param_axes(self):
+    """The parameters' logical axis names (PartitionSpecs), for sharding."""
+    return registry.param_axes(self.model_name, self.model_config)
 
   def apply(self, params, *args, rng=None, train: bool = False, **kwargs):
     """The network's forward pass (dropout from `rng` when training)."""

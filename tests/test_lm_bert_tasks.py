@@ -52,7 +52,8 @@ def test_finetuning_restores_the_encoder_and_initialises_the_head(
   fine_task = get_task(config)
   optimizer, _ = optimizers.make_optimizer(config.optimizer,
                                            config.num_train_steps)
-  state = train.initial_state(fine_task, optimizer, config)
+  state = train.initial_state(fine_task, optimizer, config,
+                              train.make_parallel(config, fine_task))
   restored, source = flat(state.params['bert']), flat(pretrained['bert'])
   # QA has no pooler (as Hugging Face's); the rest of the encoder is there.
   unused = {"['pooler']['kernel']", "['pooler']['bias']"} if task == 'qa' \

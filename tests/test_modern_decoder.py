@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import flax.linen as nn
 from flax import traverse_util
 
 from configs import llama_small
@@ -85,7 +86,7 @@ def test_rms_norm_has_a_scale_only_and_divides_by_the_root_mean_square():
   cfg = tiny_config(layer_norm_epsilon=1e-6)
   x = np.random.RandomState(0).standard_normal((2, 3, 32)).astype(np.float32)
   norm = layer_norm(cfg, 'norm')
-  variables = norm.init(jax.random.key(0), x)
+  variables = nn.meta.unbox(norm.init(jax.random.key(0), x))
   assert flat_shapes(variables['params']) == {'scale': (32,)}
   scale = np.linspace(0.5, 1.5, 32).astype(np.float32)
   out = norm.apply({'params': {'scale': scale}}, x)

@@ -212,9 +212,13 @@ def free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.parametrize('parallelism', ['pmap', 'mesh'])
-def test_two_processes_match_one_process(tmp_path, parallelism):
-  common = ['--config=configs/default.py', '--config.model.d_model=32',
+@pytest.mark.parametrize('parallelism, mesh', [
+    pytest.param('pmap', [], id='pmap'), pytest.param('mesh', [], id='mesh'),
+    # fsdp across the hosts: each holds half of every weight.
+    pytest.param('mesh', ['--config.mesh.data=1', '--config.mesh.fsdp=-1'],
+                 id='mesh-fsdp')])
+def test_two_processes_match_one_process(tmp_path, parallelism, mesh):
+  common = ['--config=configs/default.py', *mesh, '--config.model.d_model=32',
             '--config.model.d_ff=64', '--config.batch_size=16',
             '--config.num_train_steps=4', '--config.log_every=1',
             '--config.decode.beam_size=0', '--config.eval_batch_size=16',

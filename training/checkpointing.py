@@ -3,6 +3,9 @@
 The workdir's `checkpoints/` keeps the last K saves; running the same
 command again resumes from the newest one. Shapes are checked against the
 configured model before restoring, so a mismatch names the parameter path.
+Saved arrays are global (replicated, or sharded over a mesh) and restore
+into the shardings asked for (`Parallel.abstract_state`), so a checkpoint
+moves between meshes and device counts.
 `restore_params` reads only the parameters of a finished run (the newest
 checkpoint, a named step or the mean of the last N), for `init_from` and
 the evaluate / predict / export commands.
@@ -71,7 +74,8 @@ class Checkpointer:
     return list(self.manager.all_steps())
 
   def save(self, step: int, state, data_state: dict):
-    """Saves `state` (globally replicated arrays) and the data position."""
+    """Saves `state` (global arrays, replicated or sharded over a mesh: each
+    host writes its own shards) and the data position."""
     self.poll()
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
@@ -158,8 +162,9 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state):
     """Restores `step` into the structure/shapes/shardings of
-    `abstract_state` (a pytree of jax.ShapeDtypeStruct). Returns
-    (state, data_state)."""
+    `abstract_state` (a pytree of jax.ShapeDtypeStruct): each device reads
+    only its shards, so a state saved under one mesh restores under any
+    other. Returns (state, data_state)."""
     where = f'{self.directory}/{step}'
     check_manifest(where)
     check_shapes(self.manager.item_metadata(step)['state'], abstract_state,
@@ -365,9 +370,3 @@ def _key_name(key):
       return str(getattr(key, attr))
   return str(key)
 
-
-def abstract_like(tree, sharding):
-  """Pytree of ShapeDtypeStruct with one sharding, for restore targets."""
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding),
-      tree)

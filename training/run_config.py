@@ -12,13 +12,15 @@ import ml_collections
 FILENAME = 'config.json'
 # Fields that may change between the legs of one run: how long it trains and
 # how often it logs, evaluates and saves; how long a save may take; the
-# device peak, which only labels the progress line; and whether non-finite
-# updates are skipped, so that a diverged run can go on past its bad step.
-# Anything else changes the run.
+# device peak, which only labels the progress line; whether non-finite
+# updates are skipped, so that a diverged run can go on past its bad step;
+# and how a mesh lays the state out (a checkpoint restores under any mesh).
+# Anything else changes the run. A name covers the fields under it.
 MAY_CHANGE = ('num_train_steps', 'log_every', 'eval_every',
               'checkpoint_every', 'keep_checkpoints',
               'average_last_checkpoints', 'checkpoint_timeout_s',
-              'peak_flops_per_device', 'skip_nonfinite_updates')
+              'peak_flops_per_device', 'skip_nonfinite_updates', 'mesh',
+              'logical_axis_rules')
 
 
 def flatten(config, prefix: str = '') -> dict:
@@ -80,7 +82,7 @@ def differences(saved: dict, current: dict) -> list[str]:
   """Fields (dotted) whose value differs between two flattened configs,
   except those in MAY_CHANGE."""
   names = sorted(set(saved) | set(current))
-  return [n for n in names if n not in MAY_CHANGE
+  return [n for n in names if n.split('.')[0] not in MAY_CHANGE
           and saved.get(n, '<absent>') != current.get(n, '<absent>')]
 
 
