@@ -1,6 +1,7 @@
 """Decoder-only LM: GPT-2 sizes, causality, the KV cache and generation."""
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -201,8 +202,8 @@ def test_gpt2_initialisation_scales_residual_outputs_by_depth():
   # (attention 'out', feed-forward 'wo') at 0.02 / sqrt(2 * n_layer).
   layers = 8
   cfg = tiny_config(num_layers=layers, d_model=64, d_ff=256)
-  params = jax.jit(DecoderLM(cfg).init)(
-      jax.random.key(0), jnp.ones((1, 8), jnp.int32))['params']
+  params = nn.meta.unbox(jax.jit(DecoderLM(cfg).init)(
+      jax.random.key(0), jnp.ones((1, 8), jnp.int32)))['params']
   stds = {}
   for path, leaf in jax.tree_util.tree_leaves_with_path(params):
     name = jax.tree_util.keystr(path)
@@ -215,7 +216,7 @@ def test_gpt2_initialisation_scales_residual_outputs_by_depth():
   np.testing.assert_allclose(other, 0.02, rtol=0.05)
   np.testing.assert_allclose(residual, 0.02 / np.sqrt(2 * layers), rtol=0.05)
   unscaled = cfg.replace(scale_residual_init=False)
-  params = jax.jit(DecoderLM(unscaled).init)(
-      jax.random.key(0), jnp.ones((1, 8), jnp.int32))['params']
+  params = nn.meta.unbox(jax.jit(DecoderLM(unscaled).init)(
+      jax.random.key(0), jnp.ones((1, 8), jnp.int32)))['params']
   wo = params['stack']['layers_0']['ffn']['wo']['kernel']
   np.testing.assert_allclose(np.asarray(wo).std(), 0.02, rtol=0.05)
