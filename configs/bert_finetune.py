@@ -28,7 +28,8 @@ question token. Reproductions (experiments/README.md):
       --config=configs/bert_finetune.py:task=qa,data=squad,init=minilm \
       --workdir=workdirs/squad_minilm
 
-Pre-training vs none (BERT-Mini; the pre-training run is
+Pre-training vs none (BERT-Mini, the same 500 steps either way; the
+pre-training run is
 configs/bert_pretraining.py:size=mini,data=wikitext2):
 
   DATA_DIR=../shared/data python train.py \
@@ -111,13 +112,6 @@ def get_config(arg: str | None = None):
     # About one epoch of SST-2's 67k sentences; 10% warmup.
     config.num_train_steps = 2000
     config.optimizer.warmup_steps = 200
-    config.eval_every = config.checkpoint_every = 500
-  elif options['data'] == 'sst2':
-    # The pre-training comparison (experiments/README.md): the same budget
-    # from a pre-training workdir (--config.init_from) or from random
-    # weights; half an epoch, 10% warmup.
-    config.num_train_steps = 1000
-    config.optimizer.warmup_steps = 100
     config.eval_every = config.checkpoint_every = 500
   return config
 
