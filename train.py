@@ -45,6 +45,7 @@ from training.metrics_writer import MetricsWriter
 EXIT_ERROR = 1
 EXIT_DIVERGED = 3
 EXIT_STOPPED = stop_signals.EXIT_STOPPED
+MAX_STEPS_IN_FLIGHT = 2  # dispatched ahead of the device (see TrainLoop.run)
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config.',
                                           lock_config=True)
@@ -351,7 +352,12 @@ class TrainLoop:
     for step in range(start, stop):
       batch = self.dp.shard(next(train_iter))
       state, step_metrics = self.compiled['train'](state, batch, rng)
-      self.pending.append(step_metrics)  # no host sync until logged
+      self.pending.append(step_metrics)  # no host sync until logged...
+      if len(self.pending) > MAX_STEPS_IN_FLIGHT:
+        # ...but at most this many steps queued ahead of the device, so a
+        # SIGTERM stops within a few steps (a preemption's grace period),
+        # not after a whole log window of queued work.
+        jax.block_until_ready(self.pending[-MAX_STEPS_IN_FLIGHT - 1])
       done = step + 1
       self.checkpointer.poll()  # a failed background save surfaces here
       stopping = stop_requested(self.signals)
