@@ -18,6 +18,7 @@ from configs import t5_small  # pylint: disable=g-import-not-at-top
 from models import hf_import, hf_import_t5, registry
 from models.config import ModelConfig
 from models.relative_position import relative_position_bucket
+from training import pretrained
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 VOCAB = 40
@@ -137,6 +138,15 @@ def test_scanned_or_fused_models_give_the_same_logits(checkpoint, overrides):
   np.testing.assert_allclose(our_logits(cfg, params, inputs, decoder_ids),
                              torch_logits(model, inputs, decoder_ids),
                              atol=1e-4, rtol=0)
+
+
+def test_init_from_copies_every_parameter(checkpoint):
+  _, _, path = checkpoint
+  cfg, imported, _ = hf_import.load_hf_checkpoint(path)
+  fresh = registry.init_params('encoder_decoder', cfg, jax.random.key(0))
+  pretrained.check_init_from(path, 'seq2seq')
+  restored = pretrained.restore_pretrained(fresh, path, 'seq2seq')
+  jax.tree.map(np.testing.assert_array_equal, restored, imported)
 
 
 # ------------------------------------------------------------ decoding
