@@ -155,8 +155,12 @@ class MultiHeadAttention(nn.Module):
       return nn.DenseGeneral(
           features, axis=axis, use_bias=cfg.use_bias,
           dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype, name=name,
-          kernel_init=initializers.kernel(cfg, kernel_axes,
-                                          residual_output=name == 'out'),
+          kernel_init=initializers.kernel(
+              cfg, kernel_axes, residual_output=name == 'out',
+              # Unscaled logits (T5): the 1/sqrt(d) moves into the query's
+              # initial weights instead, as T5 initialises them.
+              variance=1.0 / cfg.head_dim if name == 'query' and
+              not cfg.scale_attention_logits else 1.0),
           bias_init=initializers.zeros(*bias_axes),
           dot_general=fast_dots.dense_dot_general_for(cfg))
     heads = (cfg.num_heads, cfg.head_dim)

@@ -197,6 +197,14 @@ def test_bad_values_fail_in_one_line_naming_the_field(fields, message):
   assert message in str(error.value) and '\n' not in str(error.value)
 
 
+def test_unscaled_logits_fold_one_over_sqrt_d_into_the_query_init():
+  cfg = ModelConfig(**t5_small.t5_model(2, 64, 4, 48, vocab_size=VOCAB))
+  params = registry.init_params('encoder_decoder', cfg, jax.random.key(0))
+  attention = params['encoder']['stack']['layers_0']['attention']
+  ratio = attention['query']['kernel'].std() / attention['key']['kernel'].std()
+  assert abs(ratio - cfg.head_dim ** -0.5) < 0.03  # 16 features a head
+
+
 def test_relative_positions_need_the_encoder_decoder():
   cfg = ModelConfig(**t5_small.t5_model(1, 32, 4, 48, vocab_size=VOCAB))
   with pytest.raises(ValueError, match='t5_relative.*encoder-decoder only'):
