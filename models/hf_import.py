@@ -509,8 +509,8 @@ def load_hf_checkpoint(path: str, **overrides) -> HFCheckpoint:
   checkpoint. `model_name` is the registry name of the architecture.
   """
   hf = read_hf_config(path)
-  if hf.get('model_type') == 't5':  # pylint: disable=g-import-not-at-top
-    from models import hf_import_t5  # it imports this module
+  if hf.get('model_type') == 't5':  # hf_import_t5 imports this module
+    from models import hf_import_t5  # pylint: disable=g-import-not-at-top
     return hf_import_t5.load_t5_checkpoint(path, hf, **overrides)
   cfg, model_name = model_config_from_hf(hf, **overrides)
   architecture = (hf.get('architectures') or ['?'])[0]

@@ -9,8 +9,11 @@ decoder's self-attention only looks back, so all buckets cover the past.
 
 One table [num_buckets, heads] per stack, created by the Encoder/Decoder
 (`bias_table`) and passed to every layer's self-attention; cross-attention
-has none. The bucket function is Mesh TensorFlow's, as HF's
-`T5Attention._relative_position_bucket`, down to float32 rounding.
+has none. T5 gathers the bias in the first layer and hands it on; here each
+self-attention gathers it from the shared table and its own positions
+(`relative_attention_bias`), which follows packed rows' positions and the
+KV cache's slots for free. The bucket function is Mesh TensorFlow's, as
+HF's `T5Attention._relative_position_bucket`, down to float32 rounding.
 """
 import math
 
