@@ -15,6 +15,7 @@ torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
 from configs import t5_small  # pylint: disable=g-import-not-at-top
+from decoding import beam_search
 from models import hf_import, hf_import_t5, registry
 from models.config import ModelConfig
 from models.relative_position import relative_position_bucket
@@ -177,6 +178,18 @@ def test_cached_greedy_decoding_equals_full_recomputation(checkpoint):
   full = np.asarray(our_logits(cfg, params, inputs, ids[:, :steps]))
   np.testing.assert_allclose(cached, full, atol=1e-5, rtol=0)
   np.testing.assert_array_equal(full.argmax(-1), ids[:, 1:])
+
+  # The same cache through decoding/beam_search (one beam, an EOS id the
+  # model cannot emit): the greedy ids again.
+  def tokens_to_logits(last, cache):
+    logits, variables = step({'params': params, 'cache': cache}, encoded,
+                             inputs, last)
+    return logits[:, -1], variables['cache']
+  empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes['cache'])
+  sequences, _ = beam_search.beam_search(
+      tokens_to_logits, empty, batch_size=2, beam_size=1,
+      max_decode_len=steps, eos_id=VOCAB, alpha=0.0)
+  np.testing.assert_array_equal(sequences[:, 0], ids[:, 1:])
 
 
 # ------------------------------------------------------------ checks
