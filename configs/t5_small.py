@@ -11,8 +11,11 @@ an untied output layer), relative position buckets (32, up to distance
 embedding scaling, the tied output reading the decoder's output times
 d_model^-0.5. It trains on the built-in reversal rows
 (input_data/synthetic.py) so it runs anywhere; `:tiny` (2 + 2 layers,
-d_model 64, vocabulary 32) is minutes on 2 CPU cores. No measured result is
-recorded yet. Pre-trained T5ForConditionalGeneration weights load with
+d_model 64, vocabulary 32, learning rate 3e-3) reached exact match 0.996 on
+the 1,000 held-out reversals (beam search, 4 beams) after its 3,000 steps,
+in 3 min 6 s on 2 Xeon cores shared with another run and a test suite
+(2026-11-27). The full size has no recorded result yet. Pre-trained
+T5ForConditionalGeneration weights load with
 `models.hf_import.load_hf_checkpoint` (or `config.init_from`).
 """
 from configs.base_config import base_config, model_config
