@@ -4,6 +4,7 @@ cached greedy decoding and the config checks. Tiny models: d_model 32,
 2 + 2 layers, 8 buckets up to distance 20 (so that short rows reach the
 logarithmic buckets)."""
 import functools
+import json
 import os
 
 import jax
@@ -13,6 +14,7 @@ import pytest
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
+from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
 
 from configs import t5_small  # pylint: disable=g-import-not-at-top
 from decoding import beam_search
@@ -126,6 +128,28 @@ def test_logits_equal_transformers(checkpoint):
   ours = np.asarray(our_logits(cfg, params, inputs, decoder_ids))
   assert np.abs(expected).max() > 1.0  # not vanishingly small logits
   np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+
+
+def test_transformers_4_layout_gives_the_same_logits(checkpoint, tmp_path):
+  """Files as transformers 4 wrote them: every tied copy (embed_tokens,
+  lm_head) stored, and `tie_word_embeddings` alone telling v1.0 from v1.1
+  (no `scale_decoder_outputs`)."""
+  version, model, path = checkpoint
+  with open(os.path.join(path, 'config.json')) as f:
+    hf = json.load(f)
+  del hf['scale_decoder_outputs']
+  hf['tie_word_embeddings'] = version == '1.0'
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump(hf, f)
+  save_file({k: v.detach().clone().contiguous()
+             for k, v in model.state_dict().items()},
+            str(tmp_path / 'model.safetensors'))
+  cfg, params, _ = hf_import.load_hf_checkpoint(str(tmp_path))
+  assert cfg.scale_decoder_output is (version == '1.0')
+  inputs, decoder_ids = source_and_decoder_ids()
+  np.testing.assert_allclose(our_logits(cfg, params, inputs, decoder_ids),
+                             torch_logits(model, inputs, decoder_ids),
+                             atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize('overrides', [dict(scan_layers=True),
