@@ -15,6 +15,7 @@ from models import initializers
 from models.config import ModelConfig
 from models.dropout import apply_dropout
 from models.logical_axes import constrain
+from models.relative_position import relative_attention_bias
 
 
 def padding_mask(query_tokens, key_tokens, pad_id: int = 0):
@@ -69,8 +70,13 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
                           dropout_rng, deterministic: bool, impl: str,
                           dtype, dropout_bits: int = 32,
                           library_dots: bool = False,
-                          block_size: int = 128):
-  """softmax(q k^T / sqrt(d) + mask) v.  q: [b,q,h,d], k,v: [b,k,g,d].
+                          block_size: int = 128, bias=None,
+                          scale_logits: bool = True):
+  """softmax(q k^T / sqrt(d) + bias + mask) v.  q: [b,q,h,d], k,v: [b,k,g,d].
+
+  bias: float [b or 1, h, q, k] added to the logits (T5's relative
+  positions), or None. scale_logits=False drops the 1/sqrt(d) (T5 folds it
+  into the initialisation).
 
   g key/value heads (g divides h; grouped-query attention when g < h): kv
   head j serves query heads j*h/g .. (j+1)*h/g - 1, as HF's repeat_kv.
@@ -82,16 +88,18 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
   if impl == 'fused':
     # cuDNN flash attention on GPU where shapes allow, XLA elsewhere; it
     # takes grouped key/value heads as they are.
-    return jax.nn.dot_product_attention(query, key, value, mask=mask)
+    return jax.nn.dot_product_attention(
+        query, key, value, bias=bias, mask=mask,
+        scale=None if scale_logits else 1.0)
   groups = query.shape[2] // key.shape[2]
   if groups > 1:
     # The copies are [b, k, h, d], small beside the [b, h, q, k] logits;
     # the cache and the projections stay at g heads.
     key = jnp.repeat(key, groups, axis=2)
     value = jnp.repeat(value, groups, axis=2)
-  depth = query.shape[-1]
-  query = query / jnp.sqrt(depth).astype(query.dtype)
-  if impl == 'blockwise':
+  if scale_logits:
+    query = query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
+  if impl == 'blockwise':  # config.py rejects a bias with it
     return blockwise_attention(query, key, value, mask, block_size)
   # [b, l, h, d] <-> [b, h, l, d], copied (and so the gradients) so that
   # the dots get row-major operands (fast_dots.materialize).
@@ -102,6 +110,8 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
   else:
     logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
                         preferred_element_type=jnp.float32)
+  if bias is not None:
+    logits = logits + bias
   if mask is not None:
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   weights = jax.nn.softmax(logits, axis=-1)
@@ -130,20 +140,27 @@ class MultiHeadAttention(nn.Module):
 
   @nn.compact
   def __call__(self, inputs_q, inputs_kv, mask=None, positions_q=None,
-               positions_kv=None):
+               positions_kv=None, bias_table=None, bidirectional=True):
     """inputs_q: [b, q, d_model], inputs_kv: [b, k, d_model] -> [b, q, d_model].
 
     mask: boolean [b, 1, q, k] (or broadcastable); in decode mode it is over
       the cache length and ANDed with the causal cache mask.
-    positions_*: [b, len] int, used only for rotary position embeddings.
+    positions_*: [b, len] int, for rotary positions and T5's relative bias.
+    bias_table: the stack's T5 relative-position table [buckets, heads]
+      (models/relative_position.py), bidirectional or looking back only;
+      with decode=True the keys are the cache slots 0..max_len-1.
     """
     cfg = self.config
     def dense(name, features, kernel_axes, bias_axes, axis=-1):
       return nn.DenseGeneral(
           features, axis=axis, use_bias=cfg.use_bias,
           dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype, name=name,
-          kernel_init=initializers.kernel(cfg, kernel_axes,
-                                          residual_output=name == 'out'),
+          kernel_init=initializers.kernel(
+              cfg, kernel_axes, residual_output=name == 'out',
+              # Unscaled logits (T5): the 1/sqrt(d) moves into the query's
+              # initial weights instead, as T5 initialises them.
+              variance=1.0 / cfg.head_dim if name == 'query' and
+              not cfg.scale_attention_logits else 1.0),
           bias_init=initializers.zeros(*bias_axes),
           dot_general=fast_dots.dense_dot_general_for(cfg))
     heads = (cfg.num_heads, cfg.head_dim)
@@ -164,6 +181,15 @@ class MultiHeadAttention(nn.Module):
 
     if self.decode:
       key, value, mask = self._update_cache(key, value, mask)
+    bias = None
+    if cfg.position_embedding == 't5_relative':
+      if bias_table is None:
+        raise ValueError('model.position_embedding="t5_relative" needs the '
+                         "stack's bias table: the encoder-decoder only")
+      if self.decode:
+        positions_kv = jnp.arange(key.shape[1])[None]
+      bias = relative_attention_bias(bias_table, positions_q, positions_kv,
+                                     bidirectional, cfg)
 
     dropout_rng = None
     if not self.deterministic and cfg.attention_dropout_rate > 0:
@@ -174,7 +200,8 @@ class MultiHeadAttention(nn.Module):
         impl=cfg.attention_impl, dtype=cfg.compute_dtype,
         dropout_bits=cfg.dropout_bits,
         library_dots=fast_dots.use_fast_dots(cfg),
-        block_size=cfg.attention_block_size)
+        block_size=cfg.attention_block_size, bias=bias,
+        scale_logits=cfg.scale_attention_logits)
     out = constrain(out, 'batch', 'length', 'heads', 'kv')
     return constrain(
         dense('out', cfg.d_model, ('heads', 'kv', 'embed'), ('embed',),

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 
 _CHOICES = {
     'norm_position': ('post', 'pre'),
-    'position_embedding': ('sinusoidal', 'learned', 'rope', 'none'),
+    'position_embedding': ('sinusoidal', 'learned', 'rope', 't5_relative',
+                           'none'),
     'activation': ('relu', 'gelu', 'gelu_tanh', 'silu'),
     'ffn_kind': ('dense', 'gated'),
     'norm_kind': ('layer', 'rms'),
@@ -48,12 +49,21 @@ class ModelConfig:
   layer_norm_epsilon: float = 1e-6
   position_embedding: str = 'sinusoidal'
   rope_base: float = 10000.0
+  # 't5_relative' (Raffel et al. 2020): a learned bias per head and bucket
+  # of key - query distance on the attention logits, one table per stack
+  # (models/relative_position.py); exact buckets up to half, log-spaced
+  # up to max_distance, the rest share the last bucket.
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  scale_attention_logits: bool = True  # q k^T / sqrt(d); False: q k^T (T5)
   max_len: int = 512               # longest sequence (learned positions, cache)
   type_vocab_size: int = 0         # segment (token-type) embeddings (BERT)
   num_labels: int = 2              # classifier outputs (BERT); 1: regression
   share_embeddings: bool = True    # one table for source and target tokens
   tie_output_embedding: bool = True  # logits = x @ embedding^T
   scale_embedding: bool = True     # embeddings * sqrt(d_model), as the paper
+  scale_decoder_output: bool = False  # decoder output * d_model^-0.5 before
+                                      # the output layer (T5 v1.0, tied)
   use_bias: bool = True           # biases in dense layers and LayerNorms
   init_std: float = 0.0            # 0: Xavier-uniform kernels; >0: N(0, std)
   scale_residual_init: bool = False  # GPT-2: residual-branch output kernels
@@ -111,6 +121,21 @@ class ModelConfig:
         raise ValueError(f'model.{name}={rate} rounds to 0 with '
                          f'model.dropout_bits={self.dropout_bits}; use more '
                          'bits or rate 0')
+    if self.relative_attention_num_buckets < 4:
+      raise ValueError('model.relative_attention_num_buckets must be >= 4, '
+                       f'got {self.relative_attention_num_buckets}')
+    if self.relative_attention_max_distance <= (
+        self.relative_attention_num_buckets // 2):
+      raise ValueError(
+          'model.relative_attention_max_distance must exceed half of '
+          f'model.relative_attention_num_buckets='
+          f'{self.relative_attention_num_buckets}, got '
+          f'{self.relative_attention_max_distance}')
+    if (self.attention_impl == 'blockwise'
+        and self.position_embedding == 't5_relative'):
+      raise ValueError('model.attention_impl="blockwise" adds no attention '
+                       'bias; model.position_embedding="t5_relative" needs '
+                       '"einsum" or "fused"')
     if self.attention_impl == 'fused' and self.attention_dropout_rate > 0:
       raise ValueError('model.attention_impl="fused" (jax.nn.dot_product_'
                        'attention) has no attention dropout; set '

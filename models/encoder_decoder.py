@@ -15,6 +15,7 @@ from models.embeddings import (InputEmbedding, TokenEmbedding,
                                causal_positions_and_mask)
 from models.logical_axes import constrain
 from models.normalization import layer_norm
+from models.relative_position import bias_table
 from models.transformer_layers import DecoderLayer, EncoderLayer, LayerStack
 
 
@@ -51,7 +52,7 @@ class Encoder(nn.Module):
     x = InputEmbedding(cfg, self.token_embedding, self.deterministic,
                        name='embed')(inputs, positions)
     x = LayerStack(cfg, EncoderLayer, cfg.num_layers, self.deterministic,
-                   name='stack')(x, mask, positions)
+                   name='stack')(x, mask, positions, bias_table(self, cfg))
     if cfg.final_layer_norm:
       x = layer_norm(cfg, 'final_norm')(x)
     return x
@@ -83,7 +84,8 @@ class Decoder(nn.Module):
                        name='embed')(decoder_inputs, positions)
     y = LayerStack(cfg, DecoderLayer, cfg.decoder_layers, self.deterministic,
                    self.decode, name='stack')(
-                       y, encoded, self_mask, cross_mask, positions)
+                       y, encoded, self_mask, cross_mask, positions,
+                       bias_table(self, cfg))
     if cfg.final_layer_norm:
       y = layer_norm(cfg, 'final_norm')(y)
     return y
@@ -121,9 +123,12 @@ class EncoderDecoder(nn.Module):
                     targets_positions=None, targets_segmentation=None,
                     inputs_segmentation=None, return_hidden: bool = False):
     """Encoder outputs and decoder input ids [b, t] -> logits [b, t, vocab]
-    (or, with return_hidden, the decoder's output [b, t, d_model])."""
+    (or, with return_hidden, the decoder's output [b, t, d_model], times
+    d_model^-0.5 with scale_decoder_output: what the output layer reads)."""
     y = self.decoder(encoded, inputs, decoder_inputs, targets_positions,
                      targets_segmentation, inputs_segmentation)
+    if self.config.scale_decoder_output:  # before output_table's layer too
+      y = y * self.config.d_model ** -0.5
     if return_hidden:
       return y
     if self.config.tie_output_embedding:

@@ -1,4 +1,4 @@
-"""Import of Hugging Face checkpoints (BERT, GPT-2, Llama) from a directory.
+"""Import of Hugging Face checkpoints (BERT, GPT-2, Llama, T5) from a directory.
 
 A checkpoint directory holds `config.json` and `model.safetensors` (or
 `pytorch_model.bin`, or sharded `*.index.json` versions), with the tokenizer
@@ -14,6 +14,7 @@ files beside them. Supported architectures (with or without the `bert.` /
     GPT2Model, GPT2LMHeadModel     -> 'decoder_lm'
     LlamaForCausalLM               -> 'decoder_lm' (RMSNorm, SwiGLU,
                                       grouped-query attention, rotary)
+    T5ForConditionalGeneration     -> 'encoder_decoder' (models/hf_import_t5.py)
 
 Use:
 
@@ -442,7 +443,13 @@ def convert_state_dict(state: dict, cfg: ModelConfig, model_name: str,
         break
     else:
       unexpected.append(key)
+  return fit_params(converted, origin, unexpected, cfg, model_name, source)
 
+
+def fit_params(converted: dict, origin: dict, unexpected: list,
+               cfg: ModelConfig, model_name: str, source: str) -> dict:
+  """Arrays by our '/'-joined paths (`origin`: each one's HF tensor) -> the
+  params of `registry.build(model_name, cfg)`, all of them at their shapes."""
   layer_cfg = cfg.replace(scan_layers=False)
   expected = {'/'.join(k): v for k, v in traverse_util.flatten_dict(
       registry.param_shapes(model_name, layer_cfg)).items()}
@@ -502,6 +509,9 @@ def load_hf_checkpoint(path: str, **overrides) -> HFCheckpoint:
   checkpoint. `model_name` is the registry name of the architecture.
   """
   hf = read_hf_config(path)
+  if hf.get('model_type') == 't5':  # hf_import_t5 imports this module
+    from models import hf_import_t5  # pylint: disable=g-import-not-at-top
+    return hf_import_t5.load_t5_checkpoint(path, hf, **overrides)
   cfg, model_name = model_config_from_hf(hf, **overrides)
   architecture = (hf.get('architectures') or ['?'])[0]
   params = convert_state_dict(read_state_dict(path), cfg, model_name,

@@ -9,16 +9,18 @@ from models.config import ModelConfig
 from models.logical_axes import with_axes
 
 
-def kernel(cfg: ModelConfig, axes: tuple, residual_output: bool = False):
+def kernel(cfg: ModelConfig, axes: tuple, residual_output: bool = False,
+           variance: float = 1.0):
   """Dense kernels: Xavier-uniform (the paper's codebase) or N(0, init_std).
 
   residual_output: the last projection of a residual branch (attention
   'out', feed-forward 'wo'). With `cfg.scale_residual_init` its variance is
   divided by the number of residual branches, 2 per layer, as GPT-2 does
   (std 0.02 / sqrt(2 * n_layer)), so the residual stream's variance at
-  initialisation does not grow with depth.
+  initialisation does not grow with depth. variance: a further factor on
+  the variance (the query's 1/head_dim for unscaled attention logits).
   """
-  scale = 1.0
+  scale = variance
   if residual_output and cfg.scale_residual_init:
     scale = 1.0 / (2 * max(cfg.num_layers, cfg.decoder_layers))
   if cfg.init_std > 0:

@@ -42,11 +42,11 @@ class EncoderLayer(nn.Module):
   scanned: bool = False  # nn.scan wants (carry, out) back
 
   @nn.compact
-  def __call__(self, x, mask=None, positions=None):
+  def __call__(self, x, mask=None, positions=None, bias_table=None):
     cfg, det = self.config, self.deterministic
     attention = MultiHeadAttention(cfg, det, self.decode, name='attention')
     x = Residual(cfg, det, name='attention_residual')(
-        x, lambda h: attention(h, h, mask, positions, positions))
+        x, lambda h: attention(h, h, mask, positions, positions, bias_table))
     x = Residual(cfg, det, name='ffn_residual')(
         x, FeedForward(cfg, det, name='ffn'))
     x = constrain(x, 'batch', 'length', 'embed')
@@ -57,7 +57,8 @@ class DecoderLayer(nn.Module):
   """Masked self-attention, attention over the encoder, feed-forward.
 
   x: [b, t, d_model]; encoded: [b, s, d_model] (one vector per source
-  position); self_mask: [b, 1, t, t]; cross_mask: [b, 1, t, s].
+  position); self_mask: [b, 1, t, t]; cross_mask: [b, 1, t, s];
+  bias_table: the decoder's T5 relative-position table (looking back only).
   """
   config: ModelConfig
   deterministic: bool = True
@@ -66,16 +67,18 @@ class DecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x, encoded, self_mask=None, cross_mask=None,
-               positions=None):
+               positions=None, bias_table=None):
     cfg, det = self.config, self.deterministic
     self_attention = MultiHeadAttention(cfg, det, self.decode,
                                         name='self_attention')
     x = Residual(cfg, det, name='self_attention_residual')(
-        x, lambda h: self_attention(h, h, self_mask, positions, positions))
+        x, lambda h: self_attention(h, h, self_mask, positions, positions,
+                                    bias_table, bidirectional=False))
     # Cross-attention keys are the (fixed) encoder outputs: no cache needed,
-    # and no rotary positions (source and target positions are unrelated).
+    # and no rotary or relative positions (source and target positions are
+    # unrelated).
     cross_cfg = cfg.replace(position_embedding='none') \
-        if cfg.position_embedding == 'rope' else cfg
+        if cfg.position_embedding in ('rope', 't5_relative') else cfg
     cross_attention = MultiHeadAttention(cross_cfg, det, name='cross_attention')
     x = Residual(cfg, det, name='cross_attention_residual')(
         x, lambda h: cross_attention(h, encoded, cross_mask))

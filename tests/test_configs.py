@@ -19,6 +19,7 @@ def param_count(config_module):
 @pytest.mark.parametrize('module, expected', [
     ('configs.transformer_base', 63_082_496),  # Table 3: "65M"
     ('configs.transformer_big', 214_245_376),  # Table 3: "213M"
+    ('configs.t5_small', 60_506_624),  # T5-small: "60M" (Raffel et al.)
 ])
 def test_paper_parameter_counts(module, expected):
   assert param_count(module) == expected
@@ -50,6 +51,7 @@ _EXPERIMENTS = [
     ('bert_finetune', 'task=qa,data=squad,init=minilm'),
     ('shakespeare_char', 'cpu'), ('shakespeare_char', 'gpu'),
     ('multi30k_de_en', None), ('llama_small', None),
+    ('t5_small', None), ('t5_small', 'tiny'), ('t5_small', 'tiny,v1_1'),
 ]
 
 
