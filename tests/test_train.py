@@ -33,12 +33,7 @@ def tiny_config(**overrides):
   config.checkpoint_every = 3
   config.decode.beam_size = 0  # these tests are about training, not decoding
   config.optimizer.warmup_steps = 2
-  for key, value in overrides.items():
-    target = config
-    *path, name = key.split('.')
-    for part in path:
-      target = target[part]
-    target[name] = value
+  config.update_from_flattened_dict(overrides)  # dotted names
   return config
 
 
