@@ -293,7 +293,7 @@ def _train(config, workdir, task, dp, stop_at_step, signals) -> TrainResult:
     abstract = dp.abstract_state(state)
     if checkpointer.all_steps():  # a resume: the same model and config
       checkpointer.check_newest_shapes(abstract)  # names the parameter
-      run_config.check_resume(workdir, config)
+      run_config.check_resume(workdir, config, base_config.base_config())
     if jax.process_index() == 0:
       run_config.save(config, workdir)
     train_iter = task.train_batches(workdir, config.batch_size)

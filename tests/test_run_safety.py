@@ -21,8 +21,9 @@ import pytest
 import conftest
 import train
 from configs import default
+from configs.base_config import base_config
 from tasks import get_task
-from training import checkpointing, workdir_lock
+from training import checkpointing, run_config, workdir_lock
 from training.metrics_writer import MetricsWriter, read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -354,6 +355,21 @@ def test_resume_with_another_config_fails_listing_the_fields(tmp_path):
   assert 9.0 not in [r['train/loss'] for r in records]
   assert tensorboard_scalars(workdir, 'train/loss') == pytest.approx(
       {r['step']: r['train/loss'] for r in records})
+
+
+def test_resume_accepts_fields_added_since_the_run_started(tmp_path):
+  """A run saved before a field existed resumes while the field keeps its
+  default (which is the old behaviour) and fails once it is changed."""
+  config = tiny_config()
+  run_config.save(config, str(tmp_path))
+  saved = json.load(open(tmp_path / 'config.json'))
+  del saved['model']['relative_attention_num_buckets']  # "added later"
+  json.dump(saved, open(tmp_path / 'config.json', 'w'))
+  run_config.check_resume(str(tmp_path), config, base_config())
+  config.model.relative_attention_num_buckets += 1
+  with pytest.raises(ValueError, match=r'relative_attention_num_buckets '
+                     r'\(32 -> 33\) differ'):
+    run_config.check_resume(str(tmp_path), config, base_config())
 
 
 # ------------------------------------------------------------------- 6 --

@@ -102,12 +102,18 @@ def load_or(workdir: str, base: ml_collections.ConfigDict,
   return fallback
 
 
-def check_resume(workdir: str, config):
+def check_resume(workdir: str, config, base: ml_collections.ConfigDict):
   """Fails in one line if the run in `workdir` started with another config,
-  listing the differing fields with their old and new values."""
+  listing the differing fields with their old and new values.
+
+  A field added to `base` (configs.base_config.base_config()) since the run
+  started counts as its default there, as in `load`: a new field's default
+  keeps the behaviour from before it existed, so only a changed value
+  differs."""
   saved = load_flat(workdir)
   if saved is None:
     return
+  saved = {**flatten(base), **saved}
   current = flatten(config)
   changed = differences(saved, current)
   if changed:
