@@ -8,6 +8,9 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 WORKDIR ?= workdirs/default
+# Test processes (pytest-xdist): one per core of the 2-core CI machine; a
+# file's tests stay in one process, so module fixtures are built once.
+TEST_WORKERS ?= 2
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo 'error: no Python >= 3.12 found on PATH (set PYTHON=/path/to/python3.12)'; exit 1; }
@@ -29,4 +32,4 @@ train: $(VENV)/.installed
 	$(BIN)/python train.py --config=configs/default.py --workdir=$(WORKDIR)
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests
