@@ -1,9 +1,12 @@
 """Multi-head attention: the one attention implementation of the codebase.
 
 Shapes: batch b, query length q, key length k, heads h, head dim d.
-Masks are boolean, broadcastable to [b, 1 or h, q, k], True where a query may
-attend to a key. Helpers below build them from padding, segments and
-causality so that padded or packed tokens never mix.
+Masks say where a query may attend to a key: the models pass a TokenMask
+of per-token pieces (padding, packed segments, causality;
+models/token_mask.py), which blockwise attention reads block by block; the
+einsum and fused attentions take its dense form, a boolean broadcastable to
+[b, 1 or h, q, k], which may also be given directly (the helpers below
+build it) so that padded or packed tokens never mix.
 """
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,7 @@ from models.config import ModelConfig
 from models.dropout import apply_dropout
 from models.logical_axes import constrain
 from models.relative_position import relative_attention_bias
+from models.token_mask import TokenMask
 
 
 def padding_mask(query_tokens, key_tokens, pad_id: int = 0):
@@ -84,7 +88,11 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
   (bf16 on CPU; fast_dots.use_fast_dots), else as XLA einsums.
   impl 'blockwise': online softmax over key blocks of `block_size`
   (models/blockwise_attention.py); no dropout.
+  mask: a TokenMask, a boolean broadcastable to [b, h, q, k] (not for
+  'blockwise', which never holds one), or None.
   """
+  if isinstance(mask, TokenMask) and impl != 'blockwise':
+    mask = mask.dense(query.shape[1], key.shape[1])
   if impl == 'fused':
     # cuDNN flash attention on GPU where shapes allow, XLA elsewhere; it
     # takes grouped key/value heads as they are.
@@ -143,8 +151,9 @@ class MultiHeadAttention(nn.Module):
                positions_kv=None, bias_table=None, bidirectional=True):
     """inputs_q: [b, q, d_model], inputs_kv: [b, k, d_model] -> [b, q, d_model].
 
-    mask: boolean [b, 1, q, k] (or broadcastable); in decode mode it is over
-      the cache length and ANDed with the causal cache mask.
+    mask: a TokenMask (models/token_mask.py), or a boolean [b, 1, q, k] (or
+      broadcastable; not with attention_impl 'blockwise'); in decode mode
+      its keys are the cache slots and the cache's causality is added.
     positions_*: [b, len] int, for rotary positions and T5's relative bias.
     bias_table: the stack's T5 relative-position table [buckets, heads]
       (models/relative_position.py), bidirectional or looking back only;
@@ -228,7 +237,12 @@ class MultiHeadAttention(nn.Module):
     cached_value.value = jax.lax.dynamic_update_slice(cached_value.value,
                                                       value, start)
     cache_index.value = index + length
-    query_pos = index + jnp.arange(length)
-    visible = jnp.arange(max_len)[None, :] <= query_pos[:, None]  # [l, max]
-    return (cached_key.value, cached_value.value,
-            combine_masks(visible[None, None], mask))
+    if mask is None or isinstance(mask, TokenMask):
+      # Query i sits at slot index + i and sees the slots up to it.
+      mask = (TokenMask() if mask is None else mask).replace(
+          causal=True, query_offset=index)
+    else:
+      query_pos = index + jnp.arange(length)
+      visible = jnp.arange(max_len)[None, :] <= query_pos[:, None]  # [l, max]
+      mask = combine_masks(visible[None, None], mask)
+    return cached_key.value, cached_value.value, mask

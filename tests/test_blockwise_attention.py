@@ -1,5 +1,6 @@
 """Blockwise (online-softmax) attention against the einsum reference:
-causal, padding and packed-segment masks, forward and gradients."""
+causal, padding and packed-segment masks, forward and gradients; its masks
+come as per-token pieces (TokenMask), so no q x k array is ever made."""
 import functools
 
 import jax
@@ -9,34 +10,57 @@ import pytest
 
 from models import attention
 from models.config import ModelConfig
+from models.bert import BertForPreTraining
 from models.decoder_lm import DecoderLM, init_cache
+from models.token_mask import TokenMask
 
 B, Q, H, D = 2, 10, 4, 8
 
 
-def qkv(kv_heads=H, k_len=Q, seed=0):
+def qkv(kv_heads=H, k_len=Q, seed=0, length=Q, head_dim=D):
   rs = np.random.RandomState(seed)
-  return (jnp.asarray(rs.standard_normal((B, Q, H, D)), jnp.float32),
-          jnp.asarray(rs.standard_normal((B, k_len, kv_heads, D)), jnp.float32),
-          jnp.asarray(rs.standard_normal((B, k_len, kv_heads, D)), jnp.float32))
+  normal = lambda *shape: jnp.asarray(rs.standard_normal(shape), jnp.float32)
+  return (normal(B, length, H, head_dim),
+          normal(B, k_len, kv_heads, head_dim),
+          normal(B, k_len, kv_heads, head_dim))
 
 
-def masks():
-  """Causal; padding (row 1 has 3 padded tokens: their queries see no key);
-  packed segments under causality; and none."""
-  valid = np.ones((B, Q), bool)
-  valid[1, 7:] = False
-  segments = np.array([[1] * 4 + [2] * 6, [1] * 3 + [2] * 3 + [3] * 2 + [0] * 2])
+def masks(length=Q):
+  """{name: (TokenMask, the same mask made whole by attention.py's dense
+  helpers)}: causal; padding (row 1's last 30% of tokens are padding:
+  their queries see no key); packed segments under causality (row 0: 2
+  segments, row 1: 3 and padding); and none."""
+  cut = lambda fraction: int(length * fraction)
+  valid = np.ones((B, length), bool)
+  valid[1, cut(0.7):] = False
+  segments = np.zeros((B, length), np.int32)
+  segments[0, :cut(0.4)], segments[0, cut(0.4):] = 1, 2
+  segments[1, :cut(0.3)], segments[1, cut(0.3):cut(0.6)] = 1, 2
+  segments[1, cut(0.6):cut(0.8)] = 3
+  valid, segments = jnp.asarray(valid), jnp.asarray(segments)
   return {
-      'causal': attention.causal_mask(Q),
-      'padding': attention.attention_mask(jnp.asarray(valid),
-                                          jnp.asarray(valid)),
-      'packed': attention.combine_masks(
-          attention.causal_mask(Q),
-          attention.segment_mask(jnp.asarray(segments),
-                                 jnp.asarray(segments))),
-      'none': None,
+      'causal': (TokenMask(causal=True), attention.causal_mask(length)),
+      'padding': (TokenMask(query_valid=valid, key_valid=valid),
+                  attention.attention_mask(valid, valid)),
+      'packed': (TokenMask(query_segments=segments, key_segments=segments,
+                           causal=True),
+                 attention.combine_masks(
+                     attention.causal_mask(length),
+                     attention.segment_mask(segments, segments))),
+      'none': (None, None),
   }
+
+
+@pytest.mark.parametrize('mask_name', ['causal', 'padding', 'packed'])
+def test_token_mask_is_the_dense_mask_whole_and_block_by_block(mask_name):
+  token_mask, dense = masks()[mask_name]
+  whole = token_mask.dense(Q, Q)
+  np.testing.assert_array_equal(np.broadcast_to(whole, (B, 1, Q, Q)),
+                                np.broadcast_to(dense, (B, 1, Q, Q)))
+  pieces = {name: x[:, 4:7] for name, x in token_mask.key_pieces().items()}
+  block = token_mask.replace(**pieces).dense(Q, 3, key_start=4)
+  np.testing.assert_array_equal(np.broadcast_to(block, (B, 1, Q, 3)),
+                                np.broadcast_to(dense, (B, 1, Q, Q))[..., 4:7])
 
 
 def attend(impl, block_size, query, key, value, mask):
@@ -50,18 +74,20 @@ def attend(impl, block_size, query, key, value, mask):
 @pytest.mark.parametrize('block_size, kv_heads', [(4, H), (3, 2), (16, 1)])
 def test_blockwise_equals_einsum_forward_and_gradients(mask_name, block_size,
                                                        kv_heads):
-  """Block 3 leaves a ragged last block of 10 keys; 16 is one block."""
-  mask = masks()[mask_name]
+  """Block 3 leaves a ragged last block of 10 keys; 16 is one block. The
+  reference gets the dense mask of attention.py's helpers."""
+  token_mask, dense = masks()[mask_name]
   inputs = qkv(kv_heads)
   cotangent = jnp.asarray(np.random.RandomState(1).standard_normal(
       (B, Q, H, D)), jnp.float32)
 
   def loss(impl, *args):
+    mask = token_mask if impl == 'blockwise' else dense
     return jnp.sum(attend(impl, block_size, *args, mask) * cotangent)
 
-  np.testing.assert_allclose(attend('blockwise', block_size, *inputs, mask),
-                             attend('einsum', block_size, *inputs, mask),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+      attend('blockwise', block_size, *inputs, token_mask),
+      attend('einsum', block_size, *inputs, dense), atol=1e-5)
   grads = jax.grad(functools.partial(loss, 'blockwise'),
                    argnums=(0, 1, 2))(*inputs)
   reference_grads = jax.grad(functools.partial(loss, 'einsum'),
@@ -75,7 +101,7 @@ def test_gradients_are_computed_without_score_sized_residuals():
   """The custom backward pass keeps o, m and l, not a [b, h, q, k] array
   per block: no float residual of the forward pass has q * k elements."""
   q, k, v = qkv(k_len=Q)
-  mask = masks()['causal']
+  mask, _ = masks()['causal']
   f = lambda q, k, v: attend('blockwise', 4, q, k, v, mask).sum()
   _, vjp = jax.vjp(f, q, k, v)
   residuals = [x for x in jax.tree.leaves(vjp)
@@ -130,3 +156,55 @@ def test_blockwise_cached_decoding_equals_full_decoding():
 def test_blockwise_with_attention_dropout_is_rejected():
   with pytest.raises(ValueError, match='attention_impl="blockwise"'):
     tiny_lm('blockwise').replace(attention_dropout_rate=0.1)
+
+
+def test_blockwise_refuses_a_dense_mask_in_one_line():
+  with pytest.raises(ValueError, match='takes a models.token_mask.TokenMask'
+                     ) as error:
+    attend('blockwise', 4, *qkv(), attention.causal_mask(Q))
+  assert '\n' not in str(error.value)
+
+
+def _shapes(jaxpr):
+  """Every shape in `jaxpr` and the jaxprs inside it (scan bodies,
+  custom-VJP rules, jit calls): its variables and its constants."""
+  for eqn in jaxpr.eqns:
+    for var in (*eqn.invars, *eqn.outvars):
+      yield getattr(var.aval, 'shape', ())
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (list, tuple)) else [param]:
+        inner = getattr(sub, 'jaxpr', sub)
+        if hasattr(inner, 'eqns'):
+          yield from _shapes(inner)
+
+
+@pytest.mark.parametrize('model', ['decoder_lm_packed', 'bert_padded'])
+def test_no_q_by_k_array_in_the_blockwise_training_step(model):
+  """At 1,024 tokens (blocks of 128) the loss and gradients of a causal LM
+  with packed segments and of BERT with padding never hold an array of
+  1,024 x 1,024 elements or more, mask or scores: the largest is a block's
+  [b, h, q, 128]. The einsum attention's jaxpr does, which shows the check
+  can fail."""
+  length = 1024
+  ids = np.random.RandomState(0).randint(1, 30, (1, length))
+  segments = np.repeat(np.arange(1, 5), length // 4)[None]
+
+  def largest(impl):
+    cfg = tiny_lm(impl).replace(max_len=length, attention_block_size=128)
+    if model == 'bert_padded':
+      cfg = cfg.replace(position_embedding='learned', type_vocab_size=2,
+                        norm_position='post', num_kv_heads=0)
+      net = BertForPreTraining(cfg)
+      args = (ids, None, (np.arange(length) < 900)[None].astype(np.int32))
+      loss = lambda p: net.apply({'params': p}, *args)['mlm_logits'].sum()
+    else:
+      net = DecoderLM(cfg)
+      args = (ids, None, segments)
+      loss = lambda p: net.apply({'params': p}, *args).sum()
+    params = jax.eval_shape(net.init, jax.random.key(0), *args)['params']
+    jaxpr = jax.make_jaxpr(jax.value_and_grad(loss))(params).jaxpr
+    return max(int(np.prod(shape)) for shape in _shapes(jaxpr))
+
+  assert largest('einsum') >= length * length
+  assert largest('blockwise') < length * length
+
