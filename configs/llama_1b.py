@@ -6,9 +6,10 @@ TinyLlama-1.1B's shape (Zhang et al. 2024): 22 layers, d_model 2048, 32
 query heads sharing 4 key/value heads, SwiGLU d_ff 5632, vocabulary
 32,000, untied output: 1,100,048,384 parameters, the Llama block of
 configs/llama_small.py. Computed in bfloat16 with float32 parameters and
-Adam state (about 18 GB with the gradients), jax.nn.dot_product_attention
-(`model.attention_impl='fused'`), layers scanned and rematerialised keeping
-the matmul outputs. The mesh puts every device on
+Adam state (about 18 GB with the gradients), cuDNN flash attention
+(`model.attention_impl='cudnn'`, which train.py refuses without a GPU; on
+another machine add --config.model.attention_impl=blockwise), layers
+scanned and rematerialised keeping the matmul outputs. The mesh puts every device on
 fsdp (ZeRO-3: each holds 1/n of the weights and of Adam's moments), so on
 n GPUs the state takes 18/n GB each; `--config.mesh.data=2` etc. trades
 fsdp for data parallelism. Batches are 8 rows of 2,048 tokens of the
@@ -29,7 +30,7 @@ def get_config(arg: str | None = None):
   model.update(
       dtype='bfloat16',                 # activations and matmuls
       param_dtype='float32',            # parameters and Adam state
-      attention_impl='fused',
+      attention_impl='cudnn',
       remat_policy='save_dots',
       scan_layers=True)                 # one compiled layer, not 22
   config.model = model_config(**model)

@@ -54,6 +54,24 @@ def combine_masks(*masks):
   return mask
 
 
+def cudnn_mask(mask, q_len: int, k_len: int):
+  """(boolean mask or None, is_causal) for jax.nn.dot_product_attention
+  with cuDNN: the causality of a TokenMask whose queries are its keys (a
+  training step) goes to cuDNN's own causal mask, which skips the masked
+  blocks; the rest (padding, segments; a decoding step's causality) as a
+  [b, 1, q, k] boolean, which cuDNN reads as an additive bias."""
+  if not isinstance(mask, TokenMask):
+    return mask, False
+  aligned = (mask.causal and q_len == k_len
+             and isinstance(mask.query_offset, int) and mask.query_offset == 0)
+  if not aligned:
+    return mask.dense(q_len, k_len), False
+  rest = mask.replace(causal=False)
+  if rest.query_valid is None and not rest.key_pieces():
+    return None, True
+  return rest.dense(q_len, k_len), True
+
+
 def rotary_embedding(x, positions, base: float):
   """Rotates pairs of features by position (Su et al. 2021, RoFormer).
 
@@ -88,17 +106,22 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
   (bf16 on CPU; fast_dots.use_fast_dots), else as XLA einsums.
   impl 'blockwise': online softmax over key blocks of `block_size`
   (models/blockwise_attention.py); no dropout.
+  impl 'fused': jax.nn.dot_product_attention, XLA's (its default
+  implementation); 'cudnn': the same, forced onto cuDNN flash attention.
   mask: a TokenMask, a boolean broadcastable to [b, h, q, k] (not for
   'blockwise', which never holds one), or None.
   """
-  if isinstance(mask, TokenMask) and impl != 'blockwise':
+  is_causal = False
+  if impl == 'cudnn':
+    mask, is_causal = cudnn_mask(mask, query.shape[1], key.shape[1])
+  elif isinstance(mask, TokenMask) and impl != 'blockwise':
     mask = mask.dense(query.shape[1], key.shape[1])
-  if impl == 'fused':
-    # cuDNN flash attention on GPU where shapes allow, XLA elsewhere; it
-    # takes grouped key/value heads as they are.
+  if impl in ('fused', 'cudnn'):
+    # Both take grouped key/value heads as they are.
     return jax.nn.dot_product_attention(
-        query, key, value, bias=bias, mask=mask,
-        scale=None if scale_logits else 1.0)
+        query, key, value, bias=bias, mask=mask, is_causal=is_causal,
+        scale=None if scale_logits else 1.0,
+        implementation='cudnn' if impl == 'cudnn' else None)
   groups = query.shape[2] // key.shape[2]
   if groups > 1:
     # The copies are [b, k, h, d], small beside the [b, h, q, k] logits;

@@ -1,6 +1,7 @@
-"""Blockwise (online-softmax) attention against the einsum reference:
-causal, padding and packed-segment masks, forward and gradients; its masks
-come as per-token pieces (TokenMask), so no q x k array is ever made."""
+"""Blockwise (online-softmax), fused and cuDNN attention against the einsum
+reference: causal, padding and packed-segment masks, forward and gradients.
+Blockwise masks come as per-token pieces (TokenMask), so no q x k array is
+ever made; cuDNN's tests need a GPU, but for the translation of its masks."""
 import functools
 
 import jax
@@ -208,3 +209,90 @@ def test_no_q_by_k_array_in_the_blockwise_training_step(model):
   assert largest('einsum') >= length * length
   assert largest('blockwise') < length * length
 
+
+def forward_and_gradients(impl, token_mask, dense, inputs, dtype=jnp.float32):
+  """(output, gradients of q, k, v) of `impl` (given the TokenMask, as the
+  models give it) and of the einsum reference (given the dense mask of
+  attention.py's helpers), in float32 whatever `dtype` computed."""
+  cotangent = jnp.asarray(np.random.RandomState(1).standard_normal(
+      inputs[0].shape), jnp.float32)
+
+  def run(impl, mask, *args):
+    args = [x.astype(dtype) for x in args] if impl != 'einsum' else args
+    out = attention.dot_product_attention(
+        *args, mask, dropout_rate=0.0, dropout_rng=None, deterministic=True,
+        impl=impl, dtype=args[0].dtype).astype(jnp.float32)
+    return jnp.sum(out * cotangent), out
+
+  return [jax.value_and_grad(functools.partial(run, name, mask), (0, 1, 2),
+                             has_aux=True)(*inputs)
+          for name, mask in ((impl, token_mask), ('einsum', dense))]
+
+
+def assert_same(got, reference, atol):
+  (_, out), grads = got
+  (_, reference_out), reference_grads = reference
+  np.testing.assert_allclose(out, reference_out, atol=atol)
+  for g, r in zip(grads, reference_grads):
+    assert np.abs(np.asarray(r)).max() > 1e-3
+    np.testing.assert_allclose(g, r, atol=atol)
+
+
+@pytest.mark.parametrize('mask_name', ['causal', 'padding', 'packed', 'none'])
+def test_fused_equals_einsum_forward_and_gradients(mask_name):
+  """jax.nn.dot_product_attention (XLA's) with the models' TokenMask made
+  dense, packed segments included; 2 key/value heads for 4 query heads."""
+  assert_same(*forward_and_gradients('fused', *masks()[mask_name], qkv(2)),
+              atol=1e-5)
+
+
+@pytest.mark.parametrize('mask_name', ['causal', 'padding', 'packed', 'none'])
+def test_cudnn_masks_mean_what_the_reference_masks_mean(mask_name):
+  """What cuDNN is given (a boolean mask and/or its own causal flag),
+  checked on any machine through XLA's implementation of the same call:
+  a training step's causality needs no mask array at all."""
+  token_mask, dense = masks()[mask_name]
+  mask, is_causal = attention.cudnn_mask(token_mask, Q, Q)
+  assert is_causal == (mask_name in ('causal', 'packed'))
+  assert (mask is None) == (mask_name in ('causal', 'none'))
+  query, key, value = qkv(2)
+  out = jax.nn.dot_product_attention(query, key, value, mask=mask,
+                                     is_causal=is_causal,
+                                     implementation='xla')
+  reference = attend('einsum', 4, query, key, value, dense)
+  np.testing.assert_allclose(out, reference, atol=1e-5)
+
+
+def test_cudnn_masks_of_a_decoding_step_stay_a_mask():
+  """Queries at cache slots 3 and 4 of 10: cuDNN's causal flag would put
+  them at 0 and 1, so the mask goes as a boolean."""
+  mask, is_causal = attention.cudnn_mask(
+      TokenMask(causal=True, query_offset=3), 2, 10)
+  assert not is_causal
+  np.testing.assert_array_equal(mask[0, 0],
+                                np.arange(10)[None] <= np.array([[3], [4]]))
+
+
+@pytest.mark.skipif(jax.default_backend() != 'gpu', reason='needs a GPU')
+@pytest.mark.parametrize('mask_name', ['causal', 'padding', 'packed', 'none'])
+def test_cudnn_equals_einsum_forward_and_gradients_on_a_gpu(mask_name):
+  """cuDNN flash attention in bfloat16 against the float32 reference, at a
+  length and head size cuDNN's kernels take (256 tokens, heads of 64)."""
+  inputs = qkv(2, k_len=256, length=256, head_dim=64)
+  assert_same(*forward_and_gradients('cudnn', *masks(256)[mask_name], inputs,
+                                     dtype=jnp.bfloat16), atol=5e-2)
+
+
+def test_cudnn_is_refused_in_one_line_without_a_gpu_or_in_float32():
+  from configs import base_config, llama_small  # pylint: disable=g-import-not-at-top
+  config = llama_small.get_config()
+  config.model.update(attention_impl='cudnn', dtype='bfloat16')
+  base_config.validate(config)  # the values alone are fine
+  if jax.default_backend() != 'gpu':
+    with pytest.raises(ValueError, match=r"^config\.model\.attention_impl="
+                       r"'cudnn' needs a GPU .* backend is 'cpu'") as error:
+      base_config.validate(config, 8)
+    assert '\n' not in str(error.value)
+  with pytest.raises(ValueError, match='attention_impl="cudnn" needs '
+                     'model.dtype bfloat16 or float16'):
+    tiny_lm('cudnn')  # float32
