@@ -213,9 +213,17 @@ def test_no_q_by_k_array_in_the_blockwise_training_step(model):
 def forward_and_gradients(impl, token_mask, dense, inputs, dtype=jnp.float32):
   """(output, gradients of q, k, v) of `impl` (given the TokenMask, as the
   models give it) and of the einsum reference (given the dense mask of
-  attention.py's helpers), in float32 whatever `dtype` computed."""
+  attention.py's helpers), in float32 whatever `dtype` computed.
+
+  A query that sees no key (padding) gets no cotangent, as no loss reads
+  it: there cuDNN, which adds the mask to the logits as a bias, still
+  follows the logits in its backward pass, where the reference has none.
+  """
   cotangent = jnp.asarray(np.random.RandomState(1).standard_normal(
       inputs[0].shape), jnp.float32)
+  if dense is not None:
+    sees_a_key = np.broadcast_to(dense, (B, 1) + dense.shape[2:]).any(-1)
+    cotangent = cotangent * sees_a_key[:, 0, :, None, None]
 
   def run(impl, mask, *args):
     args = [x.astype(dtype) for x in args] if impl != 'einsum' else args
