@@ -62,8 +62,7 @@ def cudnn_mask(mask, q_len: int, k_len: int):
   [b, 1, q, k] boolean, which cuDNN reads as an additive bias."""
   if not isinstance(mask, TokenMask):
     return mask, False
-  aligned = (mask.causal and q_len == k_len
-             and isinstance(mask.query_offset, int) and mask.query_offset == 0)
+  aligned = mask.causal and mask.query_offset is None and q_len == k_len
   if not aligned:
     return mask.dense(q_len, k_len), False
   rest = mask.replace(causal=False)

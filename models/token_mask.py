@@ -6,7 +6,8 @@ Query i may attend to key j when every piece that is given allows it:
   padding   query_valid[b, i] and key_valid[b, j]
   packing   query_segments[b, i] == key_segments[b, j] (same example)
   causal    j <= query_offset + i; query_offset is where the queries sit
-            among the keys: 0 in training, the cache index when decoding
+            among the keys: None (0) in training, the cache index when
+            decoding
 
 The models build a `TokenMask`; the einsum and fused attentions take its
 `dense` [b or 1, 1, q, k] boolean, and blockwise attention builds one key
@@ -27,7 +28,9 @@ class TokenMask:
   key_valid: jax.Array | None = None       # bool [b, k]
   query_segments: jax.Array | None = None  # int [b, q]; with key_segments
   key_segments: jax.Array | None = None    # int [b, k]
-  query_offset: jax.Array | int = 0        # int scalar; causal only
+  # int scalar, causal only. None (not 0) when the queries are the keys, so
+  # that this stays known through nn.scan and remat, which trace numbers.
+  query_offset: jax.Array | None = None
   causal: bool = flax.struct.field(pytree_node=False, default=False)
 
   def key_pieces(self) -> dict:
@@ -46,7 +49,9 @@ class TokenMask:
                        'key_segments, or neither')
     mask = jnp.ones((1, 1, q_len, k_len), bool)
     if self.causal:
-      query = self.query_offset + jnp.arange(q_len)
+      query = jnp.arange(q_len)
+      if self.query_offset is not None:
+        query = query + self.query_offset
       key = key_start + jnp.arange(k_len)
       mask = (key[None, :] <= query[:, None])[None, None]
     if self.query_valid is not None:

@@ -271,6 +271,15 @@ def test_cudnn_masks_mean_what_the_reference_masks_mean(mask_name):
   np.testing.assert_allclose(out, reference, atol=1e-5)
 
 
+def test_cudnn_gets_its_causal_flag_inside_traced_layers():
+  """nn.scan and remat trace every number a layer receives; a training
+  step's causality must still reach cuDNN as its flag, not as a mask."""
+  flags = []
+  jax.jit(lambda m: flags.append(attention.cudnn_mask(m, Q, Q)))(
+      TokenMask(causal=True))
+  assert flags == [(None, True)]
+
+
 def test_cudnn_masks_of_a_decoding_step_stay_a_mask():
   """Queries at cache slots 3 and 4 of 10: cuDNN's causal flag would put
   them at 0 and 1, so the mask goes as a boolean."""
