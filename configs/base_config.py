@@ -10,6 +10,7 @@ parallelism='mesh', e.g. --config.mesh.fsdp=2 --config.mesh.tensor=2.
 import dataclasses
 import math
 
+import jax
 import ml_collections
 
 from models.config import ModelConfig, model_config_from
@@ -238,7 +239,8 @@ _CHOICES = {
 
 def validate(config, num_devices: int | None = None):
   """Raises ValueError naming the first field whose value cannot work;
-  with `num_devices`, also a config.mesh that does not fit them."""
+  with `num_devices` (train.py's check of this machine), also a config.mesh
+  that does not fit them and an attention this backend cannot run."""
   for name, low in _AT_LEAST.items():
     value = _get(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -271,6 +273,18 @@ def validate(config, num_devices: int | None = None):
   model_config_from(config.model)  # one line naming a bad model field
   check_averaging(config)
   check_mesh(config, num_devices)
+  if num_devices is not None:
+    check_backend(config, jax.default_backend())
+
+
+def check_backend(config, backend: str):
+  """Fails in one line if the config needs a device that `backend`
+  (jax.default_backend(): 'cpu', 'gpu', 'tpu') is not."""
+  if config.model.attention_impl == 'cudnn' and backend != 'gpu':
+    raise ValueError(
+        "config.model.attention_impl='cudnn' needs a GPU (cuDNN flash "
+        f"attention) but jax's backend is {backend!r}; use 'fused', "
+        "'blockwise' or 'einsum'")
 
 
 def mesh_shape(mesh, num_devices: int | None) -> dict:

@@ -1,9 +1,12 @@
 """Multi-head attention: the one attention implementation of the codebase.
 
 Shapes: batch b, query length q, key length k, heads h, head dim d.
-Masks are boolean, broadcastable to [b, 1 or h, q, k], True where a query may
-attend to a key. Helpers below build them from padding, segments and
-causality so that padded or packed tokens never mix.
+Masks say where a query may attend to a key: the models pass a TokenMask
+of per-token pieces (padding, packed segments, causality;
+models/token_mask.py), which blockwise attention reads block by block; the
+einsum and fused attentions take its dense form, a boolean broadcastable to
+[b, 1 or h, q, k], which may also be given directly (the helpers below
+build it) so that padded or packed tokens never mix.
 """
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,7 @@ from models.config import ModelConfig
 from models.dropout import apply_dropout
 from models.logical_axes import constrain
 from models.relative_position import relative_attention_bias
+from models.token_mask import TokenMask
 
 
 def padding_mask(query_tokens, key_tokens, pad_id: int = 0):
@@ -48,6 +52,23 @@ def combine_masks(*masks):
   for m in masks[1:]:
     mask = jnp.logical_and(mask, m)
   return mask
+
+
+def cudnn_mask(mask, q_len: int, k_len: int):
+  """(boolean mask or None, is_causal) for jax.nn.dot_product_attention
+  with cuDNN: the causality of a TokenMask whose queries are its keys (a
+  training step) goes to cuDNN's own causal mask, which skips the masked
+  blocks; the rest (padding, segments; a decoding step's causality) as a
+  [b, 1, q, k] boolean, which cuDNN reads as an additive bias."""
+  if not isinstance(mask, TokenMask):
+    return mask, False
+  aligned = mask.causal and mask.query_offset is None and q_len == k_len
+  if not aligned:
+    return mask.dense(q_len, k_len), False
+  rest = mask.replace(causal=False)
+  if rest.query_valid is None and not rest.key_pieces():
+    return None, True
+  return rest.dense(q_len, k_len), True
 
 
 def rotary_embedding(x, positions, base: float):
@@ -84,13 +105,22 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
   (bf16 on CPU; fast_dots.use_fast_dots), else as XLA einsums.
   impl 'blockwise': online softmax over key blocks of `block_size`
   (models/blockwise_attention.py); no dropout.
+  impl 'fused': jax.nn.dot_product_attention, XLA's (its default
+  implementation); 'cudnn': the same, forced onto cuDNN flash attention.
+  mask: a TokenMask, a boolean broadcastable to [b, h, q, k] (not for
+  'blockwise', which never holds one), or None.
   """
-  if impl == 'fused':
-    # cuDNN flash attention on GPU where shapes allow, XLA elsewhere; it
-    # takes grouped key/value heads as they are.
+  is_causal = False
+  if impl == 'cudnn':
+    mask, is_causal = cudnn_mask(mask, query.shape[1], key.shape[1])
+  elif isinstance(mask, TokenMask) and impl != 'blockwise':
+    mask = mask.dense(query.shape[1], key.shape[1])
+  if impl in ('fused', 'cudnn'):
+    # Both take grouped key/value heads as they are.
     return jax.nn.dot_product_attention(
-        query, key, value, bias=bias, mask=mask,
-        scale=None if scale_logits else 1.0)
+        query, key, value, bias=bias, mask=mask, is_causal=is_causal,
+        scale=None if scale_logits else 1.0,
+        implementation='cudnn' if impl == 'cudnn' else None)
   groups = query.shape[2] // key.shape[2]
   if groups > 1:
     # The copies are [b, k, h, d], small beside the [b, h, q, k] logits;
@@ -143,8 +173,9 @@ class MultiHeadAttention(nn.Module):
                positions_kv=None, bias_table=None, bidirectional=True):
     """inputs_q: [b, q, d_model], inputs_kv: [b, k, d_model] -> [b, q, d_model].
 
-    mask: boolean [b, 1, q, k] (or broadcastable); in decode mode it is over
-      the cache length and ANDed with the causal cache mask.
+    mask: a TokenMask (models/token_mask.py), or a boolean [b, 1, q, k] (or
+      broadcastable; not with attention_impl 'blockwise'); in decode mode
+      its keys are the cache slots and the cache's causality is added.
     positions_*: [b, len] int, for rotary positions and T5's relative bias.
     bias_table: the stack's T5 relative-position table [buckets, heads]
       (models/relative_position.py), bidirectional or looking back only;
@@ -228,7 +259,12 @@ class MultiHeadAttention(nn.Module):
     cached_value.value = jax.lax.dynamic_update_slice(cached_value.value,
                                                       value, start)
     cache_index.value = index + length
-    query_pos = index + jnp.arange(length)
-    visible = jnp.arange(max_len)[None, :] <= query_pos[:, None]  # [l, max]
-    return (cached_key.value, cached_value.value,
-            combine_masks(visible[None, None], mask))
+    if mask is None or isinstance(mask, TokenMask):
+      # Query i sits at slot index + i and sees the slots up to it.
+      mask = (TokenMask() if mask is None else mask).replace(
+          causal=True, query_offset=index)
+    else:
+      query_pos = index + jnp.arange(length)
+      visible = jnp.arange(max_len)[None, :] <= query_pos[:, None]  # [l, max]
+      mask = combine_masks(visible[None, None], mask)
+    return cached_key.value, cached_value.value, mask

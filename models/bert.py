@@ -16,7 +16,6 @@ Inputs, as in Hugging Face transformers:
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import attention as attn
 from models import fast_dots
 from models import initializers
 from models.config import ModelConfig
@@ -24,6 +23,7 @@ from models.dropout import Dropout
 from models.embeddings import InputEmbedding, TokenEmbedding
 from models.feed_forward import ACTIVATIONS
 from models.normalization import layer_norm
+from models.token_mask import TokenMask
 from models.transformer_layers import EncoderLayer, LayerStack
 
 
@@ -62,9 +62,8 @@ class Bert(nn.Module):
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(input_ids.shape[1]),
                                    input_ids.shape)
-    key_valid = (jnp.ones_like(input_ids, bool) if attention_mask is None
-                 else attention_mask.astype(bool))
-    mask = attn.attention_mask(jnp.ones_like(input_ids, bool), key_valid)
+    mask = TokenMask(key_valid=None if attention_mask is None
+                     else attention_mask.astype(bool))
     x = self.embed(input_ids, positions, token_types=token_type_ids)
     x = self.stack(x, mask, positions)
     pooled = jnp.tanh(self.pooler(x[:, 0])) if self.add_pooler else None

@@ -9,16 +9,19 @@ custom (FlashAttention's): it keeps only o, m and l from the forward pass
 and recomputes each block's probabilities, so the gradients need no
 [b, h, q, k] residuals either.
 
-The boolean mask (causal, padding, packed segments: attention.py's helpers)
-is taken as given and sliced per block; it is 1 byte per query-key pair,
-broadcast over heads, not 4 bytes per head as the scores. Masked pairs get
-the reference's finfo.min, so a query with no visible key averages all
-values, as the einsum reference does. No dropout on the probabilities.
+The mask arrives as per-token pieces (models/token_mask.py: causal,
+padding, packed segments): each step slices the key-side pieces to its
+block and builds that block's [b, 1, q, block] boolean, so nothing of size
+q x k exists, scores or mask. Masked pairs get the reference's finfo.min,
+so a query with no visible key averages all values, as the einsum
+reference does. No dropout on the probabilities.
 """
 import functools
 
 import jax
 import jax.numpy as jnp
+
+from models.token_mask import TokenMask
 
 _MASKED = float(jnp.finfo(jnp.float32).min)  # as attention.py's reference
 
@@ -42,21 +45,29 @@ def _from_blocks(x, axis, length):
   return jax.lax.slice_in_dim(x, 0, length, axis=axis)
 
 
-def _blocks(key, value, mask, block):
-  """Scan inputs: key/value [n, b, h, block, d], mask [n, mb, mh, q, block],
-  and which block positions are real keys [n, block] (not padding)."""
-  in_range = _to_blocks(jnp.ones(key.shape[2], bool), 0, block)
-  return (_to_blocks(key, 2, block), _to_blocks(value, 2, block),
-          _to_blocks(mask, 3, block), in_range)
+def _blocks(key, value, mask: TokenMask, block):
+  """Scan inputs: key/value [n, b, h, block, d]; the mask's key-side
+  pieces {name: [n, b, block]}; which block positions are real keys
+  [n, block] (not padding); each block's first key index [n]."""
+  length = key.shape[2]
+  in_range = _to_blocks(jnp.ones(length, bool), 0, block)
+  pieces = {name: _to_blocks(x, 1, block)
+            for name, x in mask.key_pieces().items()}
+  starts = jnp.arange(in_range.shape[0]) * block
+  return (_to_blocks(key, 2, block), _to_blocks(value, 2, block), pieces,
+          in_range, starts)
 
 
-def _scores(query, key_block, mask_block, in_range):
-  """[b, h, q, block] float32 scores; -inf on the padding past the keys,
-  which then weighs 0 even in rows whose keys are all masked."""
+def _scores(query, key_block, mask, pieces, start, in_range):
+  """([b, h, q, block] float32 scores, [b or 1, 1, q, block] mask); the
+  scores are -inf on the padding past the keys, which then weighs 0 even
+  in rows whose keys are all masked."""
+  mask_block = mask.replace(**pieces).dense(query.shape[2],
+                                            key_block.shape[2], start)
   s = jnp.einsum('bhqd,bhkd->bhqk', query, key_block,
                  preferred_element_type=jnp.float32)
   s = jnp.where(mask_block, s, _MASKED)
-  return jnp.where(in_range, s, -jnp.inf)
+  return jnp.where(in_range, s, -jnp.inf), mask_block
 
 
 def _forward(query, key, value, mask, block):
@@ -65,8 +76,8 @@ def _forward(query, key, value, mask, block):
 
   def step(carry, xs):
     out, m, l = carry
-    key_block, value_block, mask_block, in_range = xs
-    s = _scores(query, key_block, mask_block, in_range)
+    key_block, value_block, pieces, in_range, start = xs
+    s, _ = _scores(query, key_block, mask, pieces, start, in_range)
     m_new = jnp.maximum(m, s.max(-1))
     correction = jnp.exp(m - m_new)
     p = jnp.exp(s - m_new[..., None])
@@ -100,9 +111,9 @@ def _attention_bwd(block, residuals, grad_out):
   delta = jnp.sum(grad_out * out, axis=-1)
 
   def step(grad_query, xs):
-    key_block, value_block, mask_block, in_range = xs
-    p = jnp.exp(_scores(query, key_block, mask_block, in_range)
-                - m[..., None]) / l[..., None]
+    key_block, value_block, pieces, in_range, start = xs
+    s, mask_block = _scores(query, key_block, mask, pieces, start, in_range)
+    p = jnp.exp(s - m[..., None]) / l[..., None]
     grad_value = jnp.einsum('bhqk,bhqd->bhkd', p, grad_out)
     grad_p = jnp.einsum('bhqd,bhkd->bhqk', grad_out,
                         value_block.astype(jnp.float32))
@@ -127,18 +138,21 @@ def _attention_bwd(block, residuals, grad_out):
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
-def blockwise_attention(query, key, value, mask=None, block_size: int = 128):
+def blockwise_attention(query, key, value, mask: TokenMask | None = None,
+                        block_size: int = 128):
   """softmax(q k^T + mask) v over key blocks.  q: [b, q, h, d] (already
   scaled by 1/sqrt(d)), k, v: [b, k, h, d] -> [b, q, h, d].
 
-  mask: boolean, broadcastable to [b, h, q, k], True where a query may
-  attend to a key; None: all.
+  mask: a TokenMask (per-token pieces; models/token_mask.py), None: all.
   """
-  q_len, k_len = query.shape[1], key.shape[1]
   if mask is None:
-    mask = jnp.ones((1, 1, q_len, k_len), bool)
-  mask = jnp.broadcast_to(mask, mask.shape[:2] + (q_len, k_len))
+    mask = TokenMask()
+  if not isinstance(mask, TokenMask):
+    raise ValueError('blockwise attention takes a models.token_mask.'
+                     f'TokenMask, not a {type(mask).__name__} of shape '
+                     f'{getattr(mask, "shape", "?")}: a dense [b, 1, q, k] '
+                     'mask is what it avoids')
   heads_first = lambda x: jnp.swapaxes(x, 1, 2)
   out = _attention(heads_first(query), heads_first(key), heads_first(value),
-                   mask, min(block_size, k_len))
+                   mask, min(block_size, key.shape[1]))
   return heads_first(out)

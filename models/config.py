@@ -15,7 +15,7 @@ _CHOICES = {
     'activation': ('relu', 'gelu', 'gelu_tanh', 'silu'),
     'ffn_kind': ('dense', 'gated'),
     'norm_kind': ('layer', 'rms'),
-    'attention_impl': ('einsum', 'fused', 'blockwise'),
+    'attention_impl': ('einsum', 'fused', 'cudnn', 'blockwise'),
     'remat_policy': ('none', 'full', 'save_dots'),
     'dtype': ('float32', 'bfloat16', 'float16'),
     'param_dtype': ('float32', 'bfloat16'),
@@ -70,8 +70,11 @@ class ModelConfig:
                                      # at variance / (2 * layers)
   dtype: str = 'float32'           # compute dtype (activations, matmuls)
   param_dtype: str = 'float32'     # storage dtype of parameters
-  attention_impl: str = 'einsum'   # 'fused': jax.nn.dot_product_attention;
-                                   # 'blockwise': online softmax, no s x s
+  attention_impl: str = 'einsum'   # 'fused': jax.nn.dot_product_attention
+                                   # (XLA's); 'cudnn': the same forced onto
+                                   # cuDNN flash attention (a GPU, bf16 or
+                                   # fp16); 'blockwise': online softmax in
+                                   # plain JAX, nothing of size s x s
   attention_block_size: int = 128  # keys per block of 'blockwise'
   remat_policy: str = 'none'       # activation rematerialisation per layer
   scan_layers: bool = False        # nn.scan over layers: one compiled layer
@@ -136,10 +139,15 @@ class ModelConfig:
       raise ValueError('model.attention_impl="blockwise" adds no attention '
                        'bias; model.position_embedding="t5_relative" needs '
                        '"einsum" or "fused"')
-    if self.attention_impl == 'fused' and self.attention_dropout_rate > 0:
-      raise ValueError('model.attention_impl="fused" (jax.nn.dot_product_'
-                       'attention) has no attention dropout; set '
-                       'model.attention_dropout_rate=0')
+    if (self.attention_impl in ('fused', 'cudnn')
+        and self.attention_dropout_rate > 0):
+      raise ValueError(f'model.attention_impl="{self.attention_impl}" (jax.'
+                       'nn.dot_product_attention) has no attention dropout; '
+                       'set model.attention_dropout_rate=0')
+    if self.attention_impl == 'cudnn' and self.dtype == 'float32':
+      raise ValueError('model.attention_impl="cudnn" needs model.dtype '
+                       'bfloat16 or float16 (cuDNN flash attention), got '
+                       '"float32"')
     if self.attention_impl == 'blockwise' and self.attention_dropout_rate > 0:
       raise ValueError('model.attention_impl="blockwise" has no attention '
                        'dropout; set model.attention_dropout_rate=0')

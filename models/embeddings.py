@@ -3,11 +3,12 @@ import numpy as np
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import attention, initializers
+from models import initializers
 from models.config import ModelConfig
 from models.dropout import Dropout
 from models.logical_axes import constrain
 from models.normalization import layer_norm
+from models.token_mask import TokenMask
 
 
 def sinusoidal_positions(max_len: int, d_model: int) -> np.ndarray:
@@ -113,7 +114,8 @@ def next_decode_position(module: nn.Module, length: int):
 
 def causal_positions_and_mask(module: nn.Module, tokens, positions=None,
                               segmentation=None, decode: bool = False):
-  """(positions [b, l], self-attention mask) of a causal decoder's inputs.
+  """(positions [b, l], self-attention TokenMask) of a causal decoder's
+  inputs.
 
   Positions default to 0..l-1, continued from the cache counter when
   decoding. The mask is causal, within packed segments; None when
@@ -125,7 +127,5 @@ def causal_positions_and_mask(module: nn.Module, tokens, positions=None,
       positions = positions + next_decode_position(module, tokens.shape[1])
   if decode:
     return positions, None
-  mask = attention.causal_mask(tokens.shape[1])
-  if segmentation is not None:
-    mask = mask & attention.segment_mask(segmentation, segmentation)
-  return positions, mask
+  return positions, TokenMask(query_segments=segmentation,
+                              key_segments=segmentation, causal=True)

@@ -8,7 +8,6 @@ right), so targets never contain 0 except as padding.
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import attention as attn
 from models import initializers
 from models.config import ModelConfig
 from models.embeddings import (InputEmbedding, TokenEmbedding,
@@ -16,6 +15,7 @@ from models.embeddings import (InputEmbedding, TokenEmbedding,
 from models.logical_axes import constrain
 from models.normalization import layer_norm
 from models.relative_position import bias_table
+from models.token_mask import TokenMask
 from models.transformer_layers import DecoderLayer, EncoderLayer, LayerStack
 
 
@@ -46,9 +46,8 @@ class Encoder(nn.Module):
   def __call__(self, inputs, positions=None, segmentation=None):
     cfg = self.config
     positions = default_positions(inputs) if positions is None else positions
-    mask = attn.attention_mask(jnp.ones_like(inputs, bool), inputs != 0)
-    if segmentation is not None:
-      mask = mask & attn.segment_mask(segmentation, segmentation)
+    mask = TokenMask(key_valid=inputs != 0, query_segments=segmentation,
+                     key_segments=segmentation)
     x = InputEmbedding(cfg, self.token_embedding, self.deterministic,
                        name='embed')(inputs, positions)
     x = LayerStack(cfg, EncoderLayer, cfg.num_layers, self.deterministic,
@@ -75,11 +74,11 @@ class Decoder(nn.Module):
     cfg = self.config
     positions, self_mask = causal_positions_and_mask(
         self, decoder_inputs, positions, segmentation, self.decode)
-    cross_mask = attn.attention_mask(
-        jnp.ones_like(decoder_inputs, bool), inputs != 0)
-    if segmentation is not None and inputs_segmentation is not None:
-      cross_mask = cross_mask & attn.segment_mask(segmentation,
-                                                  inputs_segmentation)
+    packed = segmentation is not None and inputs_segmentation is not None
+    cross_mask = TokenMask(
+        key_valid=inputs != 0,
+        query_segments=segmentation if packed else None,
+        key_segments=inputs_segmentation if packed else None)
     y = InputEmbedding(cfg, self.token_embedding, self.deterministic,
                        name='embed')(decoder_inputs, positions)
     y = LayerStack(cfg, DecoderLayer, cfg.decoder_layers, self.deterministic,

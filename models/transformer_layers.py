@@ -34,6 +34,7 @@ class Residual(nn.Module):
 class EncoderLayer(nn.Module):
   """Self-attention then feed-forward.  x: [b, l, d_model] -> same.
 
+  mask: a TokenMask (models/token_mask.py) or a dense boolean mask.
   Also the block of decoder-only LMs (pass a causal mask; `decode` caches).
   """
   config: ModelConfig
@@ -57,7 +58,7 @@ class DecoderLayer(nn.Module):
   """Masked self-attention, attention over the encoder, feed-forward.
 
   x: [b, t, d_model]; encoded: [b, s, d_model] (one vector per source
-  position); self_mask: [b, 1, t, t]; cross_mask: [b, 1, t, s];
+  position); self_mask, cross_mask: TokenMasks over [t, t] and [t, s];
   bias_table: the decoder's T5 relative-position table (looking back only).
   """
   config: ModelConfig

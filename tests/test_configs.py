@@ -9,8 +9,9 @@ from models.config import model_config_from
 from tasks import get_task
 
 
-def param_count(config_module):
+def param_count(config_module, **model_overrides):
   config = importlib.import_module(config_module).get_config()
+  config.model.update(model_overrides)
   task = get_task(config)
   shapes = jax.eval_shape(task.init_variables, jax.random.key(0))
   return sum(x.size for x in jax.tree.leaves(shapes['params']))
@@ -23,6 +24,20 @@ def param_count(config_module):
 ])
 def test_paper_parameter_counts(module, expected):
   assert param_count(module) == expected
+
+
+def test_llama_1b_has_tinyllamas_parameters_split_by_fsdp_in_bf16():
+  """Counted from shapes alone (jax.eval_shape: nothing allocated): the
+  1,100,048,384 of TinyLlama-1.1B (Hugging Face's count), in a mesh that
+  gives every device to fsdp, computed in bfloat16."""
+  # Tracing cuDNN attention needs a GPU; no attention has parameters.
+  count = param_count('configs.llama_1b', attention_impl='blockwise')
+  assert 0.9e9 < count < 1.3e9
+  assert count == 1_100_048_384
+  config = importlib.import_module('configs.llama_1b').get_config()
+  assert config.parallelism == 'mesh' and config.mesh.fsdp == -1
+  assert (config.model.dtype, config.model.param_dtype) == ('bfloat16',
+                                                             'float32')
 
 
 def test_unknown_model_field_is_rejected():
@@ -50,7 +65,7 @@ _EXPERIMENTS = [
     ('bert_finetune', 'data=sst2'), ('bert_finetune', 'data=sst2,init=minilm'),
     ('bert_finetune', 'task=qa,data=squad,init=minilm'),
     ('shakespeare_char', 'cpu'), ('shakespeare_char', 'gpu'),
-    ('multi30k_de_en', None), ('llama_small', None),
+    ('multi30k_de_en', None), ('llama_small', None), ('llama_1b', None),
     ('t5_small', None), ('t5_small', 'tiny'), ('t5_small', 'tiny,v1_1'),
 ]
 
