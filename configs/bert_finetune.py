@@ -39,6 +39,12 @@ configs/bert_pretraining.py:size=mini,data=wikitext2):
   DATA_DIR=../shared/data python train.py \
       --config=configs/bert_finetune.py:size=mini,data=sst2 \
       --workdir=workdirs/sst2_mini_random
+
+Measured on 2 Intel Xeon cores (experiments/README.md): SST-2 from
+all-MiniLM-L6-v2, 89.56 dev accuracy after 2,000 steps (73 min under
+load); BERT-Mini, 72.71 from the 1,000-step WikiText-2 pre-training
+against 77.18 from random weights (about 4 min each): pre-training this
+short did not help.
 """
 import os
 

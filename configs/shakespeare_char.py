@@ -17,7 +17,10 @@ Both: AdamW (b2 0.99, weight decay 0.1 on matrices only), 100 warmup
 steps, gradient clipping at 1.0, no biases, pre-LN GPT-2 blocks with
 learned positions, rows starting at random characters. Evaluation is the
 loss over the whole validation split (nanoGPT averages 20 or 200 random
-batches). Measured results: experiments/README.md.
+batches). Measured (experiments/shakespeare.md): cpu, 1.888 after 2,000
+steps in 10 min 15 s on 2 Intel Xeon cores under load; gpu, best 1.4632 at
+step 1,500 (nanoGPT's 1.4697 is also its best) on an NVIDIA H200, 4,601
+steps in 174 s, over-fitting after step 2,000 as nanoGPT's run does.
 """
 import os
 
