@@ -43,10 +43,24 @@ class TrainedRun:
     return self.task.data.run_tokenizer(self.workdir)
 
 
+def for_backend(config, backend: str, log=print):
+  """`config` runnable on `backend` (jax.default_backend()): a run trained
+  with cuDNN attention is used elsewhere with 'fused', the same attention
+  computed by XLA (no parameter depends on the impl), so a GPU run can be
+  evaluated, predicted from and exported on a CPU."""
+  if config.model.attention_impl == 'cudnn' and backend != 'gpu':
+    log(f"note: the run's attention_impl 'cudnn' needs a GPU; using 'fused' "
+        f'(the same attention by XLA) on {backend}')
+    config.model.attention_impl = 'fused'
+  return config
+
+
 def load(workdir: str, config, *, step: int | None = None,
          average_last: int = 0) -> TrainedRun:
   """The task of `config` with the parameters of `workdir`'s newest
   checkpoint, of `step`, or the mean of the last `average_last`."""
+  config = for_backend(config, jax.default_backend(),
+                       log=lambda line: print(line, file=sys.stderr))
   task = get_task(config)
   expected = jax.eval_shape(task.init_variables, jax.random.key(0))['params']
   restored = checkpointing.restore_params(

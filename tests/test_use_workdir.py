@@ -197,6 +197,28 @@ def test_evaluate_command_scores_an_older_step(s2s):
               if r.get('step') == 2 and 'eval/loss' in r]) == 1
 
 
+def test_a_cudnn_run_is_evaluated_on_a_cpu_with_the_same_attention(s2s):
+  """A run trained on a GPU with attention_impl='cudnn' opens on this CPU
+  with 'fused' (XLA) and scores as the run did."""
+  workdir, _, result = s2s
+  config = run_config.load(workdir, base_config())
+  reference = config.model.attention_impl
+  config.model.attention_impl = 'cudnn'
+  lines = []
+  assert trained_run.for_backend(config, 'gpu', lines.append
+                                 ).model.attention_impl == 'cudnn'
+  assert trained_run.for_backend(config, 'cpu', lines.append
+                                 ).model.attention_impl == 'fused'
+  assert lines == ["note: the run's attention_impl 'cudnn' needs a GPU; "
+                   "using 'fused' (the same attention by XLA) on cpu"]
+  config.model.attention_impl = 'cudnn'
+  run = trained_run.load(workdir, config)
+  assert run.config.model.attention_impl == 'fused' != reference
+  scores = evaluate.evaluate_run(run)
+  assert scores['eval/loss'] == pytest.approx(result.eval_metrics['eval/loss'],
+                                              rel=1e-5)
+
+
 def test_evaluate_on_a_file_in_the_runs_format(lm, text_dir):
   workdir, config, result = lm
   same = evaluate.with_eval_file(config, str(text_dir / 'validation.txt'))
