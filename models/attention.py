@@ -259,12 +259,11 @@ class MultiHeadAttention(nn.Module):
     cached_value.value = jax.lax.dynamic_update_slice(cached_value.value,
                                                       value, start)
     cache_index.value = index + length
+    # Query i sits at slot index + i and sees the slots up to it.
+    visible = TokenMask(causal=True, query_offset=index)
     if mask is None or isinstance(mask, TokenMask):
-      # Query i sits at slot index + i and sees the slots up to it.
-      mask = (TokenMask() if mask is None else mask).replace(
-          causal=True, query_offset=index)
-    else:
-      query_pos = index + jnp.arange(length)
-      visible = jnp.arange(max_len)[None, :] <= query_pos[:, None]  # [l, max]
-      mask = combine_masks(visible[None, None], mask)
+      mask = (visible if mask is None else
+              mask.replace(causal=True, query_offset=index))
+    else:  # a dense mask over the cache slots
+      mask = combine_masks(visible.dense(length, max_len), mask)
     return cached_key.value, cached_value.value, mask
