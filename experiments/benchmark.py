@@ -16,7 +16,9 @@ PyTorch baseline and knob sweep. Figures and commands: performance.md.
 torch.autocast(bf16) (with --both_dtypes also ours in the other of
 float32/bf16) in one process, one step of each in turn, so that load from
 other processes falls on all of them alike; it prints the tokens/s ratios
-the targets name. Every table's header names the jax version, the CPU
+the targets name. On an idle machine add --own_processes: each contestant
+then runs alone in its own process, one after the other (in one process,
+PyTorch's spinning OpenMP threads and XLA's thread pool slow each other). Every table's header names the jax version, the CPU
 model and its ISA flags (AVX-512, bf16, AMX) and the load average at the
 start; the last line gives it at the end.
 
@@ -51,11 +53,14 @@ per row and step, not per beam).
 """
 import copy
 import functools
+import json
 import os
 import pathlib
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -86,6 +91,15 @@ _TORCH = flags.DEFINE_bool('compare_torch', False,
                            'step with ours (CPU or CUDA).')
 _BOTH = flags.DEFINE_bool('both_dtypes', False, 'With --compare_torch: '
                           'also train ours in the other of float32/bf16.')
+_OWN_PROCESSES = flags.DEFINE_bool(
+    'own_processes', False, 'With --compare_torch: time each contestant '
+    'alone in its own process, one after the other (for an idle machine: '
+    'in one process, eager PyTorch\'s spinning OpenMP threads and XLA\'s '
+    'thread pool slow each other down).')
+_CONTESTANT = flags.DEFINE_string('contestant', '', 'Internal, set by '
+                                  '--own_processes: time only this one.')
+_CONTESTANT_JSON = flags.DEFINE_string('contestant_json', '', 'Internal: '
+                                       'where --contestant writes its result.')
 _LOSS_STEPS = flags.DEFINE_integer('loss_steps', 0, 'Also train ours in '
                                    'float32 and bf16 side by side for this '
                                    'many steps and compare the losses.')
@@ -592,27 +606,64 @@ def other_dtype(dtype: str) -> str:
   return 'float32' if dtype == 'bfloat16' else 'bfloat16'
 
 
-def side_by_side(config, peak: float, paired_peak, out) -> dict:
-  """Ours (and, with --both_dtypes, ours in the other dtype), PyTorch
-  float32 and PyTorch under bf16 autocast, trained step by step in turn
-  (one step of each per round), so that load from other processes falls
-  on all of them alike. Returns {label: result dict}."""
+def contestants(config) -> dict:
+  """{label: () -> runner} for ours (and, with --both_dtypes, ours in the
+  other dtype), PyTorch float32 and PyTorch under bf16 autocast."""
   import torch  # pylint: disable=g-import-not-at-top
   ours_dtype = config.model.dtype
   dtypes = [ours_dtype] + ([other_dtype(ours_dtype)] if _BOTH.value else [])
-  runners = {}
+  factories = {}
   for dtype in sorted(dtypes, key=lambda d: d != 'float32'):
-    runners[f'ours train {dtype}'] = ours_runner(
-        with_overrides(config, {'model.dtype': dtype}))
+    factories[f'ours train {dtype}'] = functools.partial(
+        ours_runner, with_overrides(config, {'model.dtype': dtype}))
   for bf16 in (False, True):
-    train_step, _, _ = torch_session(config, config.batch_size, bf16)
+    def torch_runner(bf16=bf16):
+      train_step, _, _ = torch_session(config, config.batch_size, bf16)
+      return (lambda: (_timed(train_step), None)), {}
     label = 'bf16 autocast' if bf16 else 'float32'
-    runners[f'torch {torch.__version__} train {label}'] = (
-        lambda f=train_step: (_timed(f), None), {})
-  results = interleave(runners, config, peak, paired_peak)
+    factories[f'torch {torch.__version__} train {label}'] = torch_runner
+  return factories
+
+
+def side_by_side(config, peak: float, paired_peak, out) -> dict:
+  """Times every contestant: by default in this process, one step of each
+  per round, so that load from other processes falls on all of them alike;
+  with --own_processes each alone in a child process, one after the other.
+  Returns {label: result dict}."""
+  factories = contestants(config)
+  if _OWN_PROCESSES.value:
+    results = {label: in_own_process(label) for label in factories}
+  else:
+    results = interleave({label: make() for label, make in factories.items()},
+                         config, peak, paired_peak)
   for label, r in results.items():
     out(row(label, r))
   return results
+
+
+def in_own_process(label: str) -> dict:
+  """Reruns this script for one contestant and returns its result."""
+  with tempfile.TemporaryDirectory() as tmp:
+    result_path = os.path.join(tmp, 'result.json')
+    subprocess.run([sys.executable, os.path.abspath(__file__), *sys.argv[1:],
+                    f'--contestant={label}', f'--contestant_json={result_path}',
+                    '--noown_processes', '--results_file=', '--loss_steps=0'],
+                   check=True, stdout=subprocess.DEVNULL)
+    with open(result_path, encoding='utf-8') as f:
+      return json.load(f)
+
+
+def time_one_contestant(config, peak: float, paired_peak):
+  """The child's side of --own_processes."""
+  factories = contestants(config)
+  if _CONTESTANT.value not in factories:
+    raise ValueError(f'--contestant={_CONTESTANT.value!r}: not one of '
+                     f'{sorted(factories)}')
+  label = _CONTESTANT.value
+  result = interleave({label: factories[label]()}, config, peak,
+                      paired_peak)[label]
+  with open(_CONTESTANT_JSON.value, 'w', encoding='utf-8') as f:
+    json.dump(result, f)
 
 
 def _timed(fn) -> float:
@@ -790,6 +841,9 @@ def main(argv):
       out(row(label, r))
   elif _SWEEP.value == 'scan_compile':
     scan_compile_rows(config, peak, out)
+  elif _CONTESTANT.value:
+    time_one_contestant(config, peak, paired)
+    return
   elif _TORCH.value:
     results = side_by_side(config, peak, paired, out)
     if _DECODE.value and config.task in ('seq2seq', 'causal_lm'):

@@ -83,6 +83,17 @@ def test_swapaxes_and_its_gradient_equal_jnp_swapaxes():
   np.testing.assert_array_equal(grad, jnp.swapaxes(w, 1, 2))
 
 
+@pytest.mark.parametrize('shape', [(64, 48), (7, 5), (2, 3, 40, 24),
+                                   (66, 130), (1, 16)])
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_tiled_transpose_equals_jnp_swapaxes(shape, dtype):
+  """Exact for every shape, including sides the tile does not divide."""
+  x = _normal(shape, 0, dtype)
+  got = jax.jit(fast_dots.transpose)(x)
+  assert got.dtype == dtype
+  np.testing.assert_array_equal(got, jnp.swapaxes(x, -1, -2))
+
+
 BERT = dict(vocab_size=50, d_model=32, num_heads=4, d_ff=64, num_layers=2,
             max_len=16, type_vocab_size=2, activation='gelu',
             embedding_layer_norm=True, position_embedding='learned',

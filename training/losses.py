@@ -17,25 +17,68 @@ def cross_entropy_sums(logits, targets, weights, label_smoothing: float = 0.0):
   classes (tensor2tensor's variant; Szegedy et al. 2016 spread it over all
   K); the constant entropy of the smoothed distribution is subtracted so
   that a perfect prediction scores 0.
-  Returns dict(loss=sum, weight=sum of weights, correct=sum of argmax hits).
+  Returns dict(loss=sum, weight=sum of weights, correct=sum of hits), a hit
+  being a target logit equal to the row maximum (argmax up to ties).
+  The gradient of the loss is taken in closed form, weights * (softmax -
+  smoothed one-hot), in one elementwise pass over the logits, where
+  autodiff would scatter a one-hot and run the softmax backward apart.
   """
+  sums = _logit_loss_sums(logits, targets, weights.astype(jnp.float32),
+                          float(label_smoothing))
+  return dict(loss=sums[0], weight=sums[1], correct=sums[2])
+
+
+def _logit_sums_and_grad(logits, targets, weights, label_smoothing,
+                         with_grad: bool):
+  """([loss, weight, hits] sums, d loss / d logits or None)."""
   vocab = logits.shape[-1]
-  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  target_log_prob = jnp.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
+  confidence, low, normalizer = _smoothing_constants(vocab, label_smoothing)
+  logits = logits.astype(jnp.float32)
+  top = logits.max(-1, keepdims=True)
+  exp = jnp.exp(logits - top)
+  total = exp.sum(-1, keepdims=True)
+  log_z = (top + jnp.log(total))[..., 0]
+  target_logit = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+  target_log_prob = target_logit - log_z
   if label_smoothing > 0:
-    confidence = 1.0 - label_smoothing
-    low = label_smoothing / (vocab - 1)
-    smooth = confidence * target_log_prob + low * (
-        log_probs.sum(-1) - target_log_prob)
-    normalizer = -(confidence * jnp.log(confidence) +
-                   (vocab - 1) * low * jnp.log(low + 1e-20))
-    loss = -smooth - normalizer
+    sum_log_probs = logits.sum(-1) - vocab * log_z
+    loss = -(confidence * target_log_prob +
+             low * (sum_log_probs - target_log_prob)) - normalizer
   else:
     loss = -target_log_prob
-  weights = weights.astype(jnp.float32)
-  correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
-  return dict(loss=(loss * weights).sum(), weight=weights.sum(),
-              correct=(correct * weights).sum())
+  # A variadic argmax reduce over the vocabulary is slow on CPU.
+  correct = (target_logit >= top[..., 0]).astype(jnp.float32)
+  sums = jnp.stack([(loss * weights).sum(), weights.sum(),
+                    (correct * weights).sum()])
+  if not with_grad:
+    return sums, None
+  one_hot = jnp.arange(vocab) == targets[..., None]
+  d_logits = (exp / total - low - (confidence - low) * one_hot) * weights[
+      ..., None]
+  return sums, d_logits
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _logit_loss_sums(logits, targets, weights, label_smoothing):
+  return _logit_sums_and_grad(logits, targets, weights, label_smoothing,
+                              False)[0]
+
+
+def _logit_loss_fwd(logits, targets, weights, label_smoothing):
+  sums, d_logits = _logit_sums_and_grad(logits, targets, weights,
+                                        label_smoothing, True)
+  return sums, (d_logits.astype(logits.dtype), targets, weights)
+
+
+def _logit_loss_bwd(label_smoothing, residuals, g):
+  del label_smoothing
+  d_logits, targets, weights = residuals
+  # Only the loss (sums[0]) is differentiable; weight and hit counts are not.
+  return ((g[0] * d_logits).astype(d_logits.dtype),
+          np.zeros(targets.shape, jax.dtypes.float0), jnp.zeros_like(weights))
+
+
+_logit_loss_sums.defvjp(_logit_loss_fwd, _logit_loss_bwd)
 
 
 def _smoothing_constants(vocab: int, label_smoothing: float):
