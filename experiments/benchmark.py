@@ -18,9 +18,10 @@ float32/bf16) in one process, one step of each in turn, so that load from
 other processes falls on all of them alike; it prints the tokens/s ratios
 the targets name. On an idle machine add --own_processes: each contestant
 then runs alone in its own process, one after the other (in one process,
-PyTorch's spinning OpenMP threads and XLA's thread pool slow each other). Every table's header names the jax version, the CPU
-model and its ISA flags (AVX-512, bf16, AMX) and the load average at the
-start; the last line gives it at the end.
+PyTorch's spinning OpenMP threads and XLA's thread pool slow each other).
+Every table's header names the jax version, the CPU model and its ISA
+flags (AVX-512, bf16, AMX) and the load average at the start; the last
+line gives it at the end.
 
 The step is train.py's: `train.train_step` under `MeshParallel.compile` with
 the state donated, from `train.initial_state`, on synthetic token batches

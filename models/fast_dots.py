@@ -96,11 +96,6 @@ def transpose(x):
   return out
 
 
-def _materialized_transpose(x):
-  """x [..., m, k] -> [..., k, m] as a real row-major copy."""
-  return transpose(x)
-
-
 def _dot(a, b, contract_b: int, out_dtype):
   """a [..., m, k] times b [..., k, n] (contract_b=-2) or b [..., n, k]
   (contract_b=-1), batch dims leading: the two fast forms."""
@@ -125,10 +120,10 @@ def _matmul_bwd(transpose_b, out_dtype, residuals, g):
   g = g.astype(a.dtype)  # gradient dots in the operands' dtype
   if transpose_b:  # y = a @ b.T: da = g @ b, db = g.T @ a
     da = _dot(g, b, -2, a.dtype)
-    db = _dot(_materialized_transpose(g), a, -2, b.dtype)
+    db = _dot(transpose(g), a, -2, b.dtype)
   else:  # y = a @ b: da = g @ b.T, db = a.T @ g
     da = _dot(g, b, -1, a.dtype)
-    db = _dot(_materialized_transpose(a), g, -2, b.dtype)
+    db = _dot(transpose(a), g, -2, b.dtype)
   return da, db
 
 

@@ -100,31 +100,12 @@ def _chunk_sums(hidden, table, targets, weights, label_smoothing,
   softmax(logits) - smoothed one-hot, so it is taken here, while the chunk's
   logits are still in cache, instead of storing them for a backward pass.
   """
-  vocab = table.shape[0]
-  confidence, low, normalizer = _smoothing_constants(vocab, label_smoothing)
   logits = jnp.dot(hidden, table.astype(hidden.dtype).T,
                    preferred_element_type=jnp.float32)
-  top = logits.max(-1, keepdims=True)
-  exp = jnp.exp(logits - top)
-  total = exp.sum(-1, keepdims=True)
-  log_z = (top + jnp.log(total))[:, 0]
-  target_logit = jnp.take_along_axis(logits, targets[:, None], -1)[:, 0]
-  target_log_prob = target_logit - log_z
-  if label_smoothing > 0:
-    sum_log_probs = logits.sum(-1) - vocab * log_z
-    loss = -(confidence * target_log_prob +
-             low * (sum_log_probs - target_log_prob)) - normalizer
-  else:
-    loss = -target_log_prob
-  # A hit is a target logit equal to the row maximum (argmax up to ties);
-  # a variadic argmax reduce over the vocabulary is slow on CPU.
-  correct = (target_logit >= top[:, 0]).astype(jnp.float32)
-  sums = jnp.stack([(loss * weights).sum(), weights.sum(),
-                    (correct * weights).sum()])
+  sums, d_logits = _logit_sums_and_grad(logits, targets, weights,
+                                        label_smoothing, with_grads)
   if not with_grads:
     return sums, None
-  one_hot = jnp.arange(vocab)[None, :] == targets[:, None]
-  d_logits = (exp / total - low - (confidence - low) * one_hot) * weights[:, None]
   d_logits = d_logits.astype(hidden.dtype)
   d_hidden = jnp.dot(d_logits, table.astype(hidden.dtype),
                      preferred_element_type=jnp.float32)
