@@ -30,6 +30,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import benchmark  # pylint: disable=g-import-not-at-top
 
 _TOP = flags.DEFINE_integer('top', 25, 'Ops to list.')
+_DUMP_HLO = flags.DEFINE_string(
+    'dump_hlo', None, 'Also write the compiled step\'s optimized HLO text '
+    'here, to look up what a listed op computes.')
 
 
 def instructions(hlo_text: str) -> dict:
@@ -96,7 +99,10 @@ def main(argv):
       state, _ = compiled(state, batch, rng)
       jax.block_until_ready(state)
   wall_ms = (time.perf_counter() - start) * 1e3 / steps
-  hlo = instructions(compiled.as_text())
+  hlo_text = compiled.as_text()
+  if _DUMP_HLO.value:
+    pathlib.Path(_DUMP_HLO.value).write_text(hlo_text)
+  hlo = instructions(hlo_text)
   totals = op_times(trace_dir)
   by_class = collections.Counter()
   for name, ns in totals.items():

@@ -16,6 +16,7 @@ from models import fast_dots
 from models.blockwise_attention import blockwise_attention
 from models import initializers
 from models.config import ModelConfig
+from models.dense import Dense
 from models.dropout import apply_dropout
 from models.logical_axes import constrain
 from models.relative_position import relative_attention_bias
@@ -183,7 +184,7 @@ class MultiHeadAttention(nn.Module):
     """
     cfg = self.config
     def dense(name, features, kernel_axes, bias_axes, axis=-1):
-      return nn.DenseGeneral(
+      return Dense(
           features, axis=axis, use_bias=cfg.use_bias,
           dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype, name=name,
           kernel_init=initializers.kernel(
@@ -193,7 +194,7 @@ class MultiHeadAttention(nn.Module):
               variance=1.0 / cfg.head_dim if name == 'query' and
               not cfg.scale_attention_logits else 1.0),
           bias_init=initializers.zeros(*bias_axes),
-          dot_general=fast_dots.dense_dot_general_for(cfg))
+          fast_dots=fast_dots.use_fast_dots(cfg))
     heads = (cfg.num_heads, cfg.head_dim)
     kv_heads = (cfg.kv_heads, cfg.head_dim)
     query = dense('query', heads, ('embed', 'heads', 'kv'),

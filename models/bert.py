@@ -19,6 +19,7 @@ import flax.linen as nn
 from models import fast_dots
 from models import initializers
 from models.config import ModelConfig
+from models.dense import Dense
 from models.dropout import Dropout
 from models.embeddings import InputEmbedding, TokenEmbedding
 from models.feed_forward import ACTIVATIONS
@@ -27,14 +28,14 @@ from models.token_mask import TokenMask
 from models.transformer_layers import EncoderLayer, LayerStack
 
 
-def _dense(cfg: ModelConfig, features: int, name: str | None) -> nn.Dense:
+def _dense(cfg: ModelConfig, features: int, name: str | None) -> Dense:
   """A head's d_model -> features layer (its output dimension is small or
   d_model again, so only the input is named)."""
-  return nn.Dense(features, dtype=cfg.compute_dtype,
+  return Dense(features, dtype=cfg.compute_dtype,
                   param_dtype=cfg.params_dtype,
                   kernel_init=initializers.kernel(cfg, ('embed', None)),
                   bias_init=initializers.zeros(None), name=name,
-                  dot_general=fast_dots.dense_dot_general_for(cfg))
+                  fast_dots=fast_dots.use_fast_dots(cfg))
 
 
 class Bert(nn.Module):

@@ -13,6 +13,7 @@ import flax.linen as nn
 
 from models import fast_dots, initializers
 from models.config import ModelConfig
+from models.dense import Dense
 from models.embeddings import (InputEmbedding, TokenEmbedding,
                                causal_positions_and_mask)
 from models.logical_axes import constrain
@@ -51,11 +52,11 @@ class DecoderLM(nn.Module):
     if cfg.tie_output_embedding:
       logits = tokens.attend(x)
     else:
-      logits = constrain(nn.Dense(
+      logits = constrain(Dense(
           cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype,
           param_dtype=cfg.params_dtype,
           kernel_init=initializers.lecun_normal('embed', 'vocab'),
-          dot_general=fast_dots.dense_dot_general_for(cfg),
+          fast_dots=fast_dots.use_fast_dots(cfg),
           name='output_projection')(x), 'batch', 'length', 'vocab')
     return logits.astype(jnp.float32)
 

@@ -8,8 +8,9 @@ right), so targets never contain 0 except as padding.
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import initializers
+from models import fast_dots, initializers
 from models.config import ModelConfig
+from models.dense import Dense
 from models.embeddings import (InputEmbedding, TokenEmbedding,
                                causal_positions_and_mask)
 from models.logical_axes import constrain
@@ -109,10 +110,11 @@ class EncoderDecoder(nn.Module):
     self.decoder = Decoder(cfg, target_embedding, self.deterministic,
                            self.decode)
     if not cfg.tie_output_embedding:
-      self.output_projection = nn.Dense(
+      self.output_projection = Dense(
           cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype,
           param_dtype=cfg.params_dtype,
-          kernel_init=initializers.lecun_normal('embed', 'vocab'))
+          kernel_init=initializers.lecun_normal('embed', 'vocab'),
+          fast_dots=fast_dots.use_fast_dots(cfg))
 
   def encode(self, inputs, inputs_positions=None, inputs_segmentation=None):
     """[b, s] source ids -> [b, s, d_model]."""

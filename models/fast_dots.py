@@ -140,6 +140,30 @@ def matmul_nt(a, b, out_dtype=None):
   return _matmul(a, b, True, out_dtype or a.dtype)
 
 
+@jax.custom_vjp
+def add_bias(y, bias):
+  """y [tokens, features] + bias [features].
+
+  Autodiff's bias gradient is a bf16 sum of the output gradient over the
+  tokens, which XLA:CPU compiles as a float32 copy of the gradient and a
+  windowed tree reduction in its loop emitter. Asking the sum itself for
+  float32 accumulation compiles to one library reduce instead
+  (experiments/performance.md).
+  """
+  return y + bias
+
+
+def _add_bias_fwd(y, bias):
+  return add_bias(y, bias), bias
+
+
+def _add_bias_bwd(bias, g):
+  return g, g.sum(0, dtype=jnp.float32).astype(bias.dtype)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
 def dense_dot_general(lhs, rhs, dimension_numbers, precision=None,
                       preferred_element_type=None):
   """lax.dot_general for flax Dense/DenseGeneral (`dot_general=`).
@@ -168,9 +192,3 @@ def _prod(shape) -> int:
   for s in shape:
     size *= s
   return size
-
-
-def dense_dot_general_for(config):
-  """The `dot_general=` of a flax Dense in a model of `config`: the custom
-  VJP where use_fast_dots(config), else None (flax's lax.dot_general)."""
-  return dense_dot_general if use_fast_dots(config) else None

@@ -8,6 +8,7 @@ import jax
 import flax.linen as nn
 
 from models import fast_dots
+from models.dense import Dense
 from models import initializers
 from models.config import ModelConfig
 from models.dropout import Dropout
@@ -33,13 +34,13 @@ class FeedForward(nn.Module):
     cfg = self.config
     output = _OUTPUT[cfg.ffn_kind]
     def dense(name, features, axes):
-      return nn.Dense(
+      return Dense(
           features, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
           param_dtype=cfg.params_dtype, name=name,
           kernel_init=initializers.kernel(cfg, axes,
                                           residual_output=name == output),
           bias_init=initializers.zeros(axes[1]),
-          dot_general=fast_dots.dense_dot_general_for(cfg))
+          fast_dots=fast_dots.use_fast_dots(cfg))
     up = lambda name: constrain(dense(name, cfg.d_ff, ('embed', 'mlp'))(x),
                                 'batch', 'length', 'mlp')
     act = ACTIVATIONS[cfg.activation]
