@@ -128,8 +128,6 @@ def train_step(state, batch, rng, *, task, optimizer, axis_name,
   if axis_name:
     grads, sums = jax.lax.psum((grads, sums), axis_name)
   grads = jax.tree.map(lambda g: g / jnp.maximum(sums['weight'], 1.0), grads)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
   grad_norm = optax.tree.norm(grads)
   # A non-finite loss or gradient is never applied, so no NaN enters the
   # state or a checkpoint; the host reads `nonfinite` per step and stops
@@ -137,13 +135,36 @@ def train_step(state, batch, rng, *, task, optimizer, axis_name,
   # pmap and mesh alike) takes the same branch. optax.apply_if_finite would
   # check gradients only and change the optimizer state's layout.
   finite = jnp.isfinite(sums['loss']) & jnp.isfinite(grad_norm)
-  def keep_if_finite(new, old):
-    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+  def update(params, opt_state):
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  params, opt_state = apply_if_finite(
+      finite, update, state.params, state.opt_state,
+      as_cond=jax.default_backend() == 'cpu')
   metrics = dict(sums, grad_norm=grad_norm,
                  nonfinite=1.0 - finite.astype(jnp.float32))
-  return state.replace(
-      step=state.step + 1, params=keep_if_finite(params, state.params),
-      opt_state=keep_if_finite(opt_state, state.opt_state)), metrics
+  return state.replace(step=state.step + 1, params=params,
+                       opt_state=opt_state), metrics
+
+
+def apply_if_finite(finite, update, params, opt_state, *, as_cond: bool):
+  """update(params, opt_state) -> (params, opt_state) where `finite`, else
+  both unchanged.
+
+  as_cond: a lax.cond, which runs the update only when it is kept. On the
+  CPU a select of new against old state makes XLA copy the optimizer
+  state to update it in place (880 MB a step at BERT-base;
+  experiments/performance.md); on a GPU a cond would make the host wait
+  for the predicate every step, so there the update is selected.
+  """
+  if as_cond:
+    return jax.lax.cond(finite, update, lambda p, o: (p, o), params,
+                        opt_state)
+  new = update(params, opt_state)
+  return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
+                      (params, opt_state))
 
 
 def eval_step(state, batch, *, task, axis_name):

@@ -2,9 +2,11 @@
 checkpoints, one run per workdir, the kept config, checked values, exact
 metrics across resumes, the progress line and one-line bad input."""
 import errno
+import functools
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -13,8 +15,10 @@ import sys
 import threading
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 
@@ -253,6 +257,53 @@ def test_skip_mode_skips_exactly_the_bad_step_and_counts_it(
   for value in saved_params(workdir).values():
     assert np.isfinite(value).all()
   assert int(result.state.step) == 6
+
+
+@pytest.mark.parametrize('finite', [True, False])
+def test_cond_and_select_forms_of_the_guard_agree(finite):
+  """apply_if_finite: the cond (CPU) and the select (GPU) give the update
+  where finite and the untouched state where not."""
+  params = {'w': jnp.arange(6.0).reshape(2, 3), 'b': jnp.ones(3)}
+  grads = jax.tree.map(lambda p: p * 0.5 + 1.0, params)
+  optimizer = optax.adam(0.1)
+  opt_state = optimizer.init(params)
+  def update(p, o):
+    updates, o = optimizer.update(grads, o, p)
+    return optax.apply_updates(p, updates), o
+  expected = update(params, opt_state) if finite else (params, opt_state)
+  for as_cond in (True, False):
+    got = jax.jit(functools.partial(train.apply_if_finite, update=update,
+                                    as_cond=as_cond))(
+        jnp.asarray(finite), params=params, opt_state=opt_state)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+      np.testing.assert_allclose(a, b, rtol=1e-6)  # jit against eager
+
+
+def test_cpu_step_updates_the_optimizer_state_without_copying_it():
+  """The cond form's point: XLA:CPU copies no optimizer-state buffer to
+  update it in place (with the select form it copies them all)."""
+  config = tiny_config()
+  task = get_task(config)
+  dp = train.make_parallel(config, task, mode='mesh')
+  optimizer = optax.adam(1e-3)
+  state = dp.place_state(train.initial_state(task, optimizer, config, dp))
+  batch = dp.shard(next(iter(task.train_batches(None, config.batch_size))))
+  def copies(as_cond):
+    original = train.apply_if_finite
+    def forced(*args, **kwargs):
+      return original(*args, **dict(kwargs, as_cond=as_cond))
+    train.apply_if_finite = forced
+    try:
+      step = dp.compile(functools.partial(
+          train.train_step, task=task, optimizer=optimizer, axis_name=None,
+          grad_accum_steps=1), num_sharded=1, donate_state=True,
+          returns_state=True)
+      text = step.lower(state, batch, jax.random.key(0)).compile().as_text()
+    finally:
+      train.apply_if_finite = original
+    return len(re.findall(r'copy\(%state_opt_state', text))
+  assert copies(as_cond=False) > 0  # what the cond form avoids
+  assert copies(as_cond=True) == 0
 
 
 # ------------------------------------------------------------------- 3 --
