@@ -32,10 +32,10 @@ def _dense(cfg: ModelConfig, features: int, name: str | None) -> Dense:
   """A head's d_model -> features layer (its output dimension is small or
   d_model again, so only the input is named)."""
   return Dense(features, dtype=cfg.compute_dtype,
-                  param_dtype=cfg.params_dtype,
-                  kernel_init=initializers.kernel(cfg, ('embed', None)),
-                  bias_init=initializers.zeros(None), name=name,
-                  fast_dots=fast_dots.use_fast_dots(cfg))
+               param_dtype=cfg.params_dtype,
+               kernel_init=initializers.kernel(cfg, ('embed', None)),
+               bias_init=initializers.zeros(None), name=name,
+               fast_dots=fast_dots.use_fast_dots(cfg))
 
 
 class Bert(nn.Module):
