@@ -49,8 +49,32 @@ def make_optimizer(opt_config, total_steps: int):
     raise ValueError(f'optimizer.name={opt_config.name!r} is not one of adam, '
                      'adamw')
   if opt_config.grad_clip_norm > 0:
-    opt = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), opt)
+    opt = optax.chain(clip_by_global_norm(opt_config.grad_clip_norm), opt)
   return opt, schedule
+
+
+def clip_by_global_norm(max_norm: float):
+  """optax.clip_by_global_norm with the norm that train_step has already
+  computed (extra argument `grad_norm=`), applied as one multiplication.
+
+  optax's own computes the norm a second time and divides every gradient
+  by it; XLA does not repeat a divide in each consumer, so it writes every
+  clipped gradient out whole before Adam reads it. A multiplication by a
+  scalar fuses into Adam's loops instead (with the mean in train_step:
+  443 -> 208 ms per update of GPT-2 small's 124M parameters on 2 Xeon
+  cores; experiments/performance.md). Same state (optax.EmptyState) as
+  optax's, so checkpoints keep their layout.
+  """
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None, *, grad_norm, **extra_args):
+    del params, extra_args
+    scale = jnp.minimum(1.0, max_norm / grad_norm)
+    return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _matrices(params):

@@ -1,0 +1,111 @@
+"""training/optimizers.py and train_step's use of it: the clipping that
+takes train_step's gradient norm, and the update it makes."""
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+import train
+from training import optimizers
+
+
+def opt_config(**overrides):
+  config = ml_collections.ConfigDict(dict(
+      name='adamw', schedule='constant', learning_rate=1e-2, warmup_steps=0,
+      end_learning_rate=0.0, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1,
+      decay_only_matrices=False, grad_clip_norm=1.0))
+  config.update(overrides)
+  return config
+
+
+class LinearTask:
+  """Least squares, summed: the loss_sums contract of tasks/."""
+
+  def loss_sums(self, params, batch, rng, train):
+    del rng, train
+    err = batch['x'] @ params['w'] + params['b'] - batch['y']
+    return {'loss': jnp.sum(err ** 2), 'weight': jnp.float32(err.size)}
+
+
+def linear_problem(scale):
+  keys = jax.random.split(jax.random.key(0), 3)
+  params = {'w': jax.random.normal(keys[0], (48, 40)), 'b': jnp.zeros(40)}
+  batch = {'x': jax.random.normal(keys[1], (16, 48)) * scale,
+           'y': jax.random.normal(keys[2], (16, 40))}
+  return params, batch
+
+
+@pytest.mark.parametrize('max_norm', [0.05, 1e6])  # clips; does not
+def test_clip_equals_optax_clip_by_global_norm(max_norm):
+  grads = {'w': jnp.arange(12.0).reshape(3, 4) - 5.0, 'b': jnp.ones(4)}
+  ours = optimizers.clip_by_global_norm(max_norm)
+  theirs = optax.clip_by_global_norm(max_norm)
+  got, state = ours.update(grads, ours.init(grads), grad_norm=optax.tree.norm(
+      grads))
+  want, their_state = theirs.update(grads, theirs.init(grads))
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  # Same (empty) state, so checkpoints written before keep their layout.
+  assert (jax.tree.structure(state) == jax.tree.structure(their_state))
+
+
+@pytest.mark.parametrize('scale', [0.01, 30.0])  # gradient norm under/over 1
+def test_train_step_update_equals_optax_on_the_mean_gradient(scale):
+  """train_step (mean taken inside the update, clipping by its norm) makes
+  the update of optax's own clip + AdamW applied to the mean gradient."""
+  config = opt_config()
+  params, batch = linear_problem(scale)
+  task = LinearTask()
+  optimizer, schedule = optimizers.make_optimizer(config, 10)
+  state = train.TrainState(step=jnp.array(0, jnp.int32), params=params,
+                           opt_state=optimizer.init(params))
+  step = jax.jit(functools.partial(train.train_step, task=task,
+                                   optimizer=optimizer, axis_name=None,
+                                   grad_accum_steps=1))
+  reference = optax.chain(
+      optax.clip_by_global_norm(1.0),
+      optax.adamw(schedule, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1))
+  ref_params, ref_state = params, reference.init(params)
+  for _ in range(3):
+    state, metrics = step(state, batch, jax.random.key(1))
+    mean_loss = lambda p: task.loss_sums(p, batch, None, True)['loss'] / 640
+    grads = jax.grad(mean_loss)(ref_params)
+    np.testing.assert_allclose(metrics['grad_norm'], optax.tree.norm(grads),
+                               rtol=1e-5)
+    updates, ref_state = reference.update(grads, ref_state, ref_params)
+    ref_params = optax.apply_updates(ref_params, updates)
+  assert (metrics['grad_norm'] > 1.0) == (scale > 1.0)  # both cases tested
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref_params)):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+def test_cpu_step_writes_no_scaled_copy_of_the_gradients():
+  """The mean and the clipping are multiplications inside the update, so
+  XLA fuses them into Adam's loops. Dividing before it wrote every gradient
+  out once more (and optax's clip once again)."""
+  params, batch = linear_problem(1.0)
+  optimizer, _ = optimizers.make_optimizer(opt_config(), 10)
+  state = train.TrainState(step=jnp.array(0, jnp.int32), params=params,
+                           opt_state=optimizer.init(params))
+  step = jax.jit(functools.partial(train.train_step, task=LinearTask(),
+                                   optimizer=optimizer, axis_name=None,
+                                   grad_accum_steps=1))
+  text = step.lower(state, batch, jax.random.key(0)).compile().as_text()
+  # Fusions that write a whole f32[48,40] array, in the computations that
+  # run (not inside fusion bodies): Adam's three outputs (mu, nu and the
+  # parameters) and the squared gradient of the norm. Before, two more
+  # divided copies (the mean, optax's clip) and a multiplied one.
+  writes = []
+  for computation in text.split('\n\n'):
+    lines = computation.strip().splitlines()
+    if not lines or 'fused' in lines[0] or 'wrapped' in lines[0]:
+      continue
+    writes += [line.split(' = ')[0].strip() for line in lines[1:]
+               if re.match(r'\s*(ROOT )?%\S+ = f32\[48,40\]\{1,0\} fusion\(',
+                           line)]
+  assert len(writes) <= 4, writes
