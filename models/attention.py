@@ -103,7 +103,7 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
   g key/value heads (g divides h; grouped-query attention when g < h): kv
   head j serves query heads j*h/g .. (j+1)*h/g - 1, as HF's repeat_kv.
   library_dots: run both products as fast_dots matmuls over [b, h, ., d]
-  (bf16 on CPU; fast_dots.use_fast_dots), else as XLA einsums.
+  (bf16 on CPU; fast_dots.use_fast_attention_dots), else as XLA einsums.
   impl 'blockwise': online softmax over key blocks of `block_size`
   (models/blockwise_attention.py); no dropout.
   impl 'fused': jax.nn.dot_product_attention, XLA's (its default
@@ -231,7 +231,7 @@ class MultiHeadAttention(nn.Module):
         dropout_rng=dropout_rng, deterministic=self.deterministic,
         impl=cfg.attention_impl, dtype=cfg.compute_dtype,
         dropout_bits=cfg.dropout_bits,
-        library_dots=fast_dots.use_fast_dots(cfg),
+        library_dots=fast_dots.use_fast_attention_dots(cfg),
         block_size=cfg.attention_block_size, bias=bias,
         scale_logits=cfg.scale_attention_logits)
     out = constrain(out, 'batch', 'length', 'heads', 'kv')

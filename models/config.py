@@ -78,11 +78,12 @@ class ModelConfig:
   attention_block_size: int = 128  # keys per block of 'blockwise'
   remat_policy: str = 'none'       # activation rematerialisation per layer
   scan_layers: bool = False        # nn.scan over layers: one compiled layer
-  cpu_bf16_dots: bool = True       # bf16 on the CPU backend: custom-VJP
-                                   # matmuls whose backward dots XLA:CPU
-                                   # runs in AMX/library kernels
-                                   # (models/fast_dots.py); no effect on
-                                   # float32 or GPU
+  cpu_bf16_dots: bool = True       # CPU backend: custom-VJP matmuls whose
+                                   # backward dots XLA:CPU runs in library
+                                   # (AMX for bf16) kernels, for bf16 and
+                                   # (dense layers only) float32; the name
+                                   # predates float32 (models/fast_dots.py);
+                                   # no effect on GPU
 
   def __post_init__(self):
     for name, choices in _CHOICES.items():

@@ -45,7 +45,7 @@ class TokenEmbedding(nn.Module):
   def attend(self, x):
     """[b, l, d_model] -> logits [b, l, vocab] with the transposed table.
 
-    bf16 on CPU (fast_dots.use_fast_dots): one 2-D matmul whose backward
+    On the CPU (fast_dots.use_fast_dots): one 2-D matmul whose backward
     dots all take the library's fast forms, with float32 logits (the
     library accumulates in float32 anyway; rounding 30k logits per token to
     bf16 would only lose precision before the softmax).
