@@ -97,6 +97,10 @@ _OWN_PROCESSES = flags.DEFINE_bool(
     'alone in its own process, one after the other (for an idle machine: '
     'in one process, eager PyTorch\'s spinning OpenMP threads and XLA\'s '
     'thread pool slow each other down).')
+_ROUNDS = flags.DEFINE_integer(
+    'rounds', 1, 'With --own_processes: run the contestants in turn this '
+    'many times (A B C D, A B C D, ...) and report each one\'s median '
+    'round, so that a slow spell of the machine falls on all of them.')
 _CONTESTANT = flags.DEFINE_string('contestant', '', 'Internal, set by '
                                   '--own_processes: time only this one.')
 _CONTESTANT_JSON = flags.DEFINE_string('contestant_json', '', 'Internal: '
@@ -626,20 +630,38 @@ def contestants(config) -> dict:
   return factories
 
 
-def side_by_side(config, peak: float, paired_peak, out) -> dict:
+def side_by_side(config, peak: float, paired_peak, out) -> tuple:
   """Times every contestant: by default in this process, one step of each
   per round, so that load from other processes falls on all of them alike;
-  with --own_processes each alone in a child process, one after the other.
-  Returns {label: result dict}."""
+  with --own_processes each alone in a child process, one after the other
+  (--rounds times). Returns ({label: result dict}, lines for after the
+  table: each contestant's step time per round)."""
   factories = contestants(config)
+  notes = []
   if _OWN_PROCESSES.value:
-    results = {label: in_own_process(label) for label in factories}
+    if _ROUNDS.value < 1:
+      raise ValueError(f'--rounds={_ROUNDS.value}: must be at least 1')
+    rounds = {label: [] for label in factories}
+    for _ in range(_ROUNDS.value):
+      for label in factories:
+        rounds[label].append(in_own_process(label))
+    results = {label: median_round(runs) for label, runs in rounds.items()}
+    if _ROUNDS.value > 1:
+      notes = [f'{label}: step ms per round, in the order run: '
+               + ', '.join(f'{r["step_s"] * 1e3:,.1f}' for r in runs)
+               for label, runs in rounds.items()]
   else:
     results = interleave({label: make() for label, make in factories.items()},
                          config, peak, paired_peak)
   for label, r in results.items():
     out(row(label, r))
-  return results
+  return results, notes
+
+
+def median_round(runs: list) -> dict:
+  """The result of the round with the median step time (the slower of the
+  middle two for an even count)."""
+  return sorted(runs, key=lambda r: r['step_s'])[len(runs) // 2]
 
 
 def in_own_process(label: str) -> dict:
@@ -846,11 +868,11 @@ def main(argv):
     time_one_contestant(config, peak, paired)
     return
   elif _TORCH.value:
-    results = side_by_side(config, peak, paired, out)
+    results, notes = side_by_side(config, peak, paired, out)
     if _DECODE.value and config.task in ('seq2seq', 'causal_lm'):
       decode_rows(config, out, with_torch=True)
     out('')
-    for line in ratio_lines(results):
+    for line in ratio_lines(results) + notes:
       out(line)
   else:
     ours = time_training(config, steps=_STEPS.value, warmup=_WARMUP.value,

@@ -2,6 +2,7 @@
 script end to end on a tiny config."""
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -82,3 +83,31 @@ def test_benchmark_script_runs_end_to_end(tmp_path):
   for name in ('ours train', 'ours decode greedy', 'ours decode beam 4'):
     assert f'| {name}' in rows, rows
   assert 'MFU' in rows
+
+
+def test_own_processes_rounds_report_the_median_round(tmp_path):
+  """--compare_torch --own_processes --rounds 3: every contestant runs in
+  three rounds of child processes, and its table row is its median round."""
+  pytest.importorskip('torch')
+  env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
+  out = tmp_path / 'rows.md'
+  result = subprocess.run(
+      [sys.executable, 'experiments/benchmark.py',
+       '--config=configs/default.py', '--batch_size', '4', '--seq_len', '8',
+       '--steps', '1', '--warmup', '0', '--peak_size', '128', '--nodecode',
+       '--compare_torch', '--own_processes', '--rounds', '3',
+       f'--results_file={out}'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  text = out.read_text()
+  per_round = re.findall(r'^(.+): step ms per round, in the order run: (.+)$',
+                         text, re.M)
+  assert len(per_round) == 3, text  # ours, PyTorch float32 and bf16
+  for label, times in per_round:
+    times = [float(t.replace(',', '')) for t in times.split(', ')]
+    assert len(times) == 3
+    step_ms = re.search(r'^\| ' + re.escape(label) + r' \|[^|]*\| ([\d,.]+) \|',
+                        text, re.M)
+    assert step_ms, (label, text)
+    assert float(step_ms.group(1).replace(',', '')) == pytest.approx(
+        sorted(times)[1], abs=0.051)
