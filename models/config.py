@@ -81,7 +81,7 @@ class ModelConfig:
   cpu_bf16_dots: bool = True       # CPU backend: custom-VJP matmuls whose
                                    # backward dots XLA:CPU runs in library
                                    # (AMX for bf16) kernels, for bf16 and
-                                   # (dense layers only) float32; the name
+                                   # (not attention) float32; the name
                                    # predates float32 (models/fast_dots.py);
                                    # no effect on GPU
 

@@ -14,8 +14,8 @@ an activation, far cheaper than the slow dot.
 
 Forward values are those of the plain dot; gradients are mathematically
 the same, computed in the operands' dtype (as autodiff does for bf16).
-Used only on the CPU backend (`use_fast_dots`): for the dense layers in
-bf16 and float32 (in float32 the gain is XLA's slow transposes of the
+Used only on the CPU backend (`use_fast_dots`): for the dense and output
+layers in bf16 and float32 (in float32 the gain is XLA's slow transposes of the
 activations, replaced by `transpose`), for attention's dots in bf16 only
 (`use_fast_attention_dots`). GPU keeps XLA's own dots.
 """
@@ -27,8 +27,8 @@ from jax import lax
 
 
 def use_fast_dots(config) -> bool:
-  """True where the dense layers' dots pay: bf16 or float32 compute on the
-  CPU backend (float32 BERT-base step 4,354 -> 3,732 ms on 2 Xeon cores;
+  """True where the dense and output layers' dots pay: bf16 or float32
+  compute on the CPU backend (float32 BERT-base step 4,354 -> 3,732 ms on 2 Xeon cores;
   experiments/performance.md)."""
   return (config.cpu_bf16_dots and config.dtype in ('bfloat16', 'float32')
           and jax.default_backend() == 'cpu')

@@ -61,8 +61,8 @@ def clip_by_global_norm(max_norm: float):
   by it; XLA does not repeat a divide in each consumer, so it writes every
   clipped gradient out whole before Adam reads it. A multiplication by a
   scalar fuses into Adam's loops instead (with the mean in train_step:
-  443 -> 208 ms per update of GPT-2 small's 124M parameters on 2 Xeon
-  cores; experiments/performance.md). Same state (optax.EmptyState) as
+  429 -> 213 ms per update of GPT-2 small's 124M parameters on 2 Xeon
+  cores; experiments/optimizer_benchmark.py). Same state (EmptyState) as
   optax's, so checkpoints keep their layout.
   """
   def init_fn(params):
