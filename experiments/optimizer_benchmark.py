@@ -16,7 +16,6 @@ training. Fastest and median of --repeats calls, after one warm-up.
 """
 import functools
 import pathlib
-import platform
 import sys
 import time
 
@@ -27,6 +26,8 @@ import jax.numpy as jnp
 import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import benchmark  # pylint: disable=g-import-not-at-top
 import train  # pylint: disable=g-import-not-at-top
 from configs import gpt2_small
 from training import optimizers
@@ -87,10 +88,9 @@ def main(argv):
   params = {k: jnp.full(s, 0.01, jnp.float32) for k, s in shapes.items()}
   grads = {k: jnp.full(s, 3.0, jnp.float32) for k, s in shapes.items()}
   n = sum(p.size for p in params.values())
-  cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
-              if line.startswith('model name')), platform.processor())
   print(f'{n / 1e6:.1f}M float32 parameters (GPT-2 small); jax '
-        f'{jax.__version__} on {cpu}, {jax.device_count()} device(s)')
+        f'{jax.__version__} on {benchmark.cpu_description()}; '
+        f'{benchmark.load_text()}')
   optimizer, _ = optimizers.make_optimizer(config.optimizer, 1000)
   fresh = lambda opt: train.TrainState(
       step=jnp.array(0, jnp.int32), params=jax.tree.map(jnp.copy, params),

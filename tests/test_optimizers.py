@@ -5,21 +5,21 @@ import re
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
+from configs import base_config
 import train
 from training import optimizers
 
 
-def opt_config(**overrides):
-  config = ml_collections.ConfigDict(dict(
-      name='adamw', schedule='constant', learning_rate=1e-2, warmup_steps=0,
-      end_learning_rate=0.0, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1,
-      decay_only_matrices=False, grad_clip_norm=1.0))
-  config.update(overrides)
+def opt_config():
+  """The base config's optimizer as AdamW with clipping at 1.0."""
+  config = base_config.base_config().optimizer
+  config.update(name='adamw', schedule='constant', learning_rate=1e-2,
+                warmup_steps=0, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1,
+                grad_clip_norm=1.0)
   return config
 
 
@@ -30,6 +30,15 @@ class LinearTask:
     del rng, train
     err = batch['x'] @ params['w'] + params['b'] - batch['y']
     return {'loss': jnp.sum(err ** 2), 'weight': jnp.float32(err.size)}
+
+
+def state_and_step(params, optimizer):
+  """A fresh TrainState and train_step on LinearTask, jitted."""
+  state = train.TrainState(step=jnp.array(0, jnp.int32), params=params,
+                           opt_state=optimizer.init(params))
+  return state, jax.jit(functools.partial(
+      train.train_step, task=LinearTask(), optimizer=optimizer,
+      axis_name=None, grad_accum_steps=1))
 
 
 def linear_problem(scale):
@@ -62,18 +71,16 @@ def test_train_step_update_equals_optax_on_the_mean_gradient(scale):
   params, batch = linear_problem(scale)
   task = LinearTask()
   optimizer, schedule = optimizers.make_optimizer(config, 10)
-  state = train.TrainState(step=jnp.array(0, jnp.int32), params=params,
-                           opt_state=optimizer.init(params))
-  step = jax.jit(functools.partial(train.train_step, task=task,
-                                   optimizer=optimizer, axis_name=None,
-                                   grad_accum_steps=1))
+  state, step = state_and_step(params, optimizer)
   reference = optax.chain(
       optax.clip_by_global_norm(1.0),
       optax.adamw(schedule, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1))
+  def mean_loss(p):
+    sums = task.loss_sums(p, batch, None, True)
+    return sums['loss'] / sums['weight']
   ref_params, ref_state = params, reference.init(params)
   for _ in range(3):
     state, metrics = step(state, batch, jax.random.key(1))
-    mean_loss = lambda p: task.loss_sums(p, batch, None, True)['loss'] / 640
     grads = jax.grad(mean_loss)(ref_params)
     np.testing.assert_allclose(metrics['grad_norm'], optax.tree.norm(grads),
                                rtol=1e-5)
@@ -90,11 +97,7 @@ def test_cpu_step_writes_no_scaled_copy_of_the_gradients():
   out once more (and optax's clip once again)."""
   params, batch = linear_problem(1.0)
   optimizer, _ = optimizers.make_optimizer(opt_config(), 10)
-  state = train.TrainState(step=jnp.array(0, jnp.int32), params=params,
-                           opt_state=optimizer.init(params))
-  step = jax.jit(functools.partial(train.train_step, task=LinearTask(),
-                                   optimizer=optimizer, axis_name=None,
-                                   grad_accum_steps=1))
+  state, step = state_and_step(params, optimizer)
   text = step.lower(state, batch, jax.random.key(0)).compile().as_text()
   # Fusions that write a whole f32[48,40] array, in the computations that
   # run (not inside fusion bodies): Adam's three outputs (mu, nu and the
