@@ -91,6 +91,7 @@ def rotary_embedding(x, positions, base: float):
 def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
                           dropout_rng, deterministic: bool, impl: str,
                           dtype, dropout_bits: int = 32,
+                          dropout_prng: str = 'jax_default',
                           library_dots: bool = False,
                           block_size: int = 128, bias=None,
                           scale_logits: bool = True):
@@ -147,7 +148,8 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   weights = jax.nn.softmax(logits, axis=-1)
   if not deterministic and dropout_rate > 0:
-    weights = apply_dropout(weights, dropout_rng, dropout_rate, dropout_bits)
+    weights = apply_dropout(weights, dropout_rng, dropout_rate, dropout_bits,
+                            dropout_prng)
   if library_dots:
     return heads_first(fast_dots.matmul(weights.astype(dtype),
                                         heads_first(value)))
@@ -230,7 +232,7 @@ class MultiHeadAttention(nn.Module):
         query, key, value, mask, dropout_rate=cfg.attention_dropout_rate,
         dropout_rng=dropout_rng, deterministic=self.deterministic,
         impl=cfg.attention_impl, dtype=cfg.compute_dtype,
-        dropout_bits=cfg.dropout_bits,
+        dropout_bits=cfg.dropout_bits, dropout_prng=cfg.dropout_prng,
         library_dots=fast_dots.use_fast_attention_dots(cfg),
         block_size=cfg.attention_block_size, bias=bias,
         scale_logits=cfg.scale_attention_logits)

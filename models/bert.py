@@ -20,7 +20,7 @@ from models import fast_dots
 from models import initializers
 from models.config import ModelConfig
 from models.dense import Dense
-from models.dropout import Dropout
+from models.dropout import dropout_for
 from models.embeddings import InputEmbedding, TokenEmbedding
 from models.feed_forward import ACTIVATIONS
 from models.normalization import layer_norm
@@ -138,7 +138,7 @@ class BertForMaskedLM(nn.Module):
 def _classifier(cfg: ModelConfig, x, deterministic: bool):
   """Dropout, then the 'classifier' layer to num_labels float32 logits (the
   sentence and the token classifiers share it; call inside nn.compact)."""
-  x = Dropout(cfg.dropout_rate, cfg.dropout_bits)(x, deterministic)
+  x = dropout_for(cfg, cfg.dropout_rate)(x, deterministic)
   return _dense(cfg, cfg.num_labels, 'classifier')(x).astype(jnp.float32)
 
 

@@ -1,4 +1,4 @@
-"""Dropout that can spend 8 or 16 random bits on each keep/drop decision.
+"""Dropout: which generator draws the masks, and how many bits a decision.
 
 Flax's `nn.Dropout` draws a 32-bit threefry word per element. On CPU those
 draws were a fifth of the Multi30k training step (experiments/performance.md).
@@ -7,6 +7,15 @@ so the generator runs 4x (2x) less. The drop probability is then a multiple
 of 1/256 (1/65536): 0.3 becomes 77/256 = 0.3008. Kept values are divided by
 the keep probability actually used, so the expectation is still exact.
 FlashAttention draws its dropout decisions at 8 bits the same way.
+
+`model.dropout_prng` picks the generator. jax's default, threefry2x32, is
+lowered on the CPU backend as a rolled loop of 5 iterations that writes two
+uint32 arrays of the mask's size on each, and it was 13.5% of a bf16
+BERT-base step's op time; jax's threefry4x32 (Random123's Threefry-4x32-20,
+a 128-bit key) lowers to straight-line elementwise code that XLA fuses into
+one pass: an [8, 12, 128, 128] attention mask costs 2.7 ms instead of 12
+(experiments/performance.md). 'auto' uses it on the CPU backend and leaves
+other backends (GPU: a CUDA threefry2x32 kernel) with the key flax hands out.
 """
 import math
 
@@ -15,6 +24,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 BITS = (8, 16, 32)
+_FAST_CPU_PRNG = 'threefry4x32'
 _UINT = {8: jnp.uint8, 16: jnp.uint16}
 
 
@@ -24,6 +34,26 @@ def quantized_rate(rate: float, bits: int) -> float:
     return rate
   levels = 2 ** bits
   return round(rate * levels) / levels
+
+
+def prng_impl(dropout_prng: str) -> str | None:
+  """The generator `model.dropout_prng` asks for here; None: the key's own."""
+  if dropout_prng == 'auto':
+    return _FAST_CPU_PRNG if jax.default_backend() == 'cpu' else None
+  return None if dropout_prng == 'jax_default' else dropout_prng
+
+
+def dropout_key(rng, dropout_prng: str):
+  """rng (flax's dropout key) as a key of `dropout_prng`'s generator.
+
+  A new generator's key is seeded with 128 bits drawn from rng, so masks
+  still follow the dropout rng: a different rng, different masks.
+  """
+  impl = prng_impl(dropout_prng)
+  if impl is None:
+    return rng
+  return jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32),
+                                  impl=impl)
 
 
 def keep_mask(rng, rate: float, shape, bits: int = 32):
@@ -44,20 +74,30 @@ def keep_mask(rng, rate: float, shape, bits: int = 32):
   return draws >= threshold, 1.0 - threshold / 2 ** bits
 
 
-def apply_dropout(x, rng, rate: float, bits: int = 32):
+def apply_dropout(x, rng, rate: float, bits: int = 32,
+                  dropout_prng: str = 'jax_default'):
   """Inverted dropout: zero with probability ~rate, scale the rest up."""
-  keep, keep_prob = keep_mask(rng, rate, x.shape, bits)
+  keep, keep_prob = keep_mask(dropout_key(rng, dropout_prng), rate, x.shape,
+                              bits)
   return jnp.where(keep, x / jnp.asarray(keep_prob, x.dtype),
                    jnp.zeros((), x.dtype))
 
 
 class Dropout(nn.Module):
-  """`nn.Dropout` with a choice of random bits per decision (see above)."""
+  """`nn.Dropout` with a choice of generator and of random bits per
+  decision (see above)."""
   rate: float
   bits: int = 32
+  prng: str = 'jax_default'
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
     if deterministic or self.rate == 0.0:
       return x
-    return apply_dropout(x, self.make_rng('dropout'), self.rate, self.bits)
+    return apply_dropout(x, self.make_rng('dropout'), self.rate, self.bits,
+                         self.prng)
+
+
+def dropout_for(config, rate: float) -> Dropout:
+  """The Dropout layer a ModelConfig asks for at `rate`."""
+  return Dropout(rate, config.dropout_bits, config.dropout_prng)

@@ -5,7 +5,7 @@ import flax.linen as nn
 
 from models import fast_dots, initializers
 from models.config import ModelConfig
-from models.dropout import Dropout
+from models.dropout import dropout_for
 from models.logical_axes import constrain
 from models.normalization import layer_norm
 from models.token_mask import TokenMask
@@ -102,7 +102,7 @@ class InputEmbedding(nn.Module):
                        name='token_types')(token_types)
     if cfg.embedding_layer_norm:
       x = layer_norm(cfg, 'norm')(x)
-    x = Dropout(cfg.dropout_rate, cfg.dropout_bits)(x, self.deterministic)
+    x = dropout_for(cfg, cfg.dropout_rate)(x, self.deterministic)
     return constrain(x, 'batch', 'length', 'embed')
 
 

@@ -11,7 +11,7 @@ from models import fast_dots
 from models.dense import Dense
 from models import initializers
 from models.config import ModelConfig
-from models.dropout import Dropout
+from models.dropout import dropout_for
 from models.logical_axes import constrain
 
 ACTIVATIONS = {
@@ -48,7 +48,6 @@ class FeedForward(nn.Module):
       h = act(up('w1')) * up('w3')
     else:
       h = act(up('wi'))
-    h = Dropout(cfg.activation_dropout_rate, cfg.dropout_bits)(
-        h, self.deterministic)
+    h = dropout_for(cfg, cfg.activation_dropout_rate)(h, self.deterministic)
     return constrain(dense(output, cfg.d_model, ('mlp', 'embed'))(h),
                      'batch', 'length', 'embed')

@@ -38,7 +38,8 @@ for _hf, _ours in hf_import._ACTIVATIONS.items():
   _ACTIVATION.setdefault(_ours, _hf)
 # Fields that do not change what a trained model computes.
 _UNCHECKED = ('dropout_rate', 'attention_dropout_rate',
-              'activation_dropout_rate', 'dropout_bits', 'dtype',
+              'activation_dropout_rate', 'dropout_bits', 'dropout_prng',
+              'cpu_bf16_dots', 'dtype',
               'param_dtype', 'attention_impl', 'remat_policy', 'scan_layers',
               'init_std', 'scale_residual_init', 'num_decoder_layers',
               'share_embeddings', 'rope_base', 'num_labels')

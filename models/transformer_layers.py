@@ -9,7 +9,7 @@ import flax.linen as nn
 
 from models.attention import MultiHeadAttention
 from models.config import ModelConfig
-from models.dropout import Dropout
+from models.dropout import dropout_for
 from models.feed_forward import FeedForward
 from models.logical_axes import constrain
 from models.normalization import layer_norm
@@ -26,9 +26,9 @@ class Residual(nn.Module):
     norm = layer_norm(cfg, 'norm')
     if cfg.norm_position == 'pre':
       y = sublayer(norm(x))
-      return x + Dropout(cfg.dropout_rate, cfg.dropout_bits)(y, self.deterministic)
+      return x + dropout_for(cfg, cfg.dropout_rate)(y, self.deterministic)
     y = sublayer(x)
-    return norm(x + Dropout(cfg.dropout_rate, cfg.dropout_bits)(y, self.deterministic))
+    return norm(x + dropout_for(cfg, cfg.dropout_rate)(y, self.deterministic))
 
 
 class EncoderLayer(nn.Module):

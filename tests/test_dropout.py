@@ -1,4 +1,5 @@
-"""Dropout at 8, 16 and 32 random bits per decision (models/dropout.py)."""
+"""Dropout at 8, 16 and 32 random bits per decision, from either generator
+(models/dropout.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,12 +10,13 @@ from models.config import ModelConfig
 from models.encoder_decoder import EncoderDecoder
 
 
+@pytest.mark.parametrize('prng', ['jax_default', 'threefry4x32'])
 @pytest.mark.parametrize('bits', [8, 16, 32])
 @pytest.mark.parametrize('shape', [(64, 128, 32), (1001, 999)])  # 2nd: ragged
-def test_drop_fraction_and_mean_match_the_rate(bits, shape):
+def test_drop_fraction_and_mean_match_the_rate(bits, shape, prng):
   rate = 0.3
   x = jnp.ones(shape)
-  y = jax.jit(lambda k: dropout.apply_dropout(x, k, rate, bits))(
+  y = jax.jit(lambda k: dropout.apply_dropout(x, k, rate, bits, prng))(
       jax.random.key(0))
   n = x.size
   dropped = float((y == 0).mean())
@@ -43,6 +45,38 @@ def test_eight_bit_masks_are_independent_across_positions():
   assert 0.45 < float((np.asarray(other) == keep).mean()) < 0.55
 
 
+def test_auto_prng_is_threefry4x32_on_cpu_without_a_rolled_loop():
+  # jax lowers threefry2x32 on the CPU as a while loop that writes the whole
+  # state each iteration (the cost 'auto' avoids); threefry4x32 is one
+  # straight-line elementwise computation. ('auto' still draws its 4-word
+  # key from flax's rng in a loop, of size 4.)
+  assert jax.default_backend() == 'cpu'
+  assert dropout.prng_impl('auto') == 'threefry4x32'
+  assert dropout.prng_impl('jax_default') is None
+  x = jnp.ones((8, 4, 32, 32))
+
+  def mask_sized_loops(prng):
+    hlo = jax.jit(lambda k: dropout.apply_dropout(x, k, 0.1, 32, prng)).lower(
+        jax.random.key(0)).compile().as_text()
+    return [line for line in hlo.splitlines()
+            if ' while(' in line and '[8,4,32,32]' in line]
+
+  assert mask_sized_loops('jax_default')
+  assert not mask_sized_loops('auto')
+
+
+@pytest.mark.parametrize('key', [jax.random.key(3), jax.random.PRNGKey(3)])
+def test_threefry4x32_masks_follow_the_dropout_rng(key):
+  mask = lambda k: np.asarray(
+      dropout.keep_mask(dropout.dropout_key(k, 'auto'), 0.5, (4096,))[0])
+  np.testing.assert_array_equal(mask(key), mask(key))
+  other = jax.random.fold_in(key, 1)
+  assert 0.45 < float((mask(other) == mask(key)).mean()) < 0.55
+  # Not the jax_default masks under another name.
+  plain = np.asarray(dropout.keep_mask(key, 0.5, (4096,))[0])
+  assert 0.45 < float((plain == mask(key)).mean()) < 0.55
+
+
 def test_model_trains_with_eight_bit_dropout_and_is_exact_in_eval():
   cfg = ModelConfig(vocab_size=20, d_model=32, num_heads=4, d_ff=64,
                     num_layers=2, max_len=16, dropout_rate=0.3,
@@ -63,6 +97,8 @@ def test_model_trains_with_eight_bit_dropout_and_is_exact_in_eval():
 
 @pytest.mark.parametrize('overrides, message', [
     (dict(dropout_bits=12), 'model.dropout_bits=12 is not one of 8, 16, 32'),
+    (dict(dropout_prng='philox'), "model.dropout_prng='philox' is not one of "
+     'auto, jax_default, threefry4x32'),
     (dict(dropout_bits=8, attention_dropout_rate=0.001),
      'model.attention_dropout_rate=0.001 rounds to 0'),
 ])
