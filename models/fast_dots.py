@@ -151,6 +151,41 @@ def matmul_nt(a, b, out_dtype=None):
   return _matmul(a, b, True, out_dtype or a.dtype)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def logits_matmul(a, table, out_dtype):
+  """a [t, k] @ table [v, k].T -> [t, v]: the tied output layer.
+
+  Same value and gradients as `matmul_nt`, but the table's gradient is
+  computed as (transpose(a) @ g) [k, v], then transposed by XLA. Two things
+  differ from a hidden layer's weight: the gradient g [t, v] is the large
+  operand here, and at a vocabulary that 16 does not divide (30,522, 50,257)
+  the tiled `transpose` pads and slices it. Measured on 2 Xeon cores, bf16,
+  with the transposes: BERT-base's table gradient (t 1,024, v 30,522)
+  178 -> 117 ms, GPT-2 small's (512, 50,257) 211 -> 158 ms
+  (experiments/performance.md).
+  """
+  return _dot(a, table, -1, out_dtype)
+
+
+def _logits_matmul_fwd(a, table, out_dtype):
+  return logits_matmul(a, table, out_dtype), (a, table)
+
+
+def _logits_matmul_bwd(out_dtype, residuals, g):
+  del out_dtype
+  a, table = residuals
+  g = g.astype(a.dtype)
+  da = _dot(g, table, -2, a.dtype)
+  # XLA would fold a transpose of the dot's result into the dot's output
+  # layout (and run a slow dot); materialise the result first. A 2-D
+  # transpose of a [768, v] array is one of the shapes XLA transposes fast.
+  table_t = materialize(_dot(transpose(a), g, -2, table.dtype))
+  return da, materialize(table_t.T)
+
+
+logits_matmul.defvjp(_logits_matmul_fwd, _logits_matmul_bwd)
+
+
 @jax.custom_vjp
 def add_bias(y, bias):
   """y [tokens, features] + bias [features].

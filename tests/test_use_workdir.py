@@ -459,6 +459,15 @@ def test_export_bert_pretraining_heads(tmp_path, arch):
                   theirs.seq_relationship_logits.numpy()).max() < 1e-4
 
 
+def test_export_ignores_knobs_that_leave_the_function_alone():
+  gpt = causal_lm.get_config().model
+  for field, value in (('dropout_prng', 'jax_default'),
+                       ('cpu_bf16_dots', False), ('dropout_bits', 8),
+                       ('dtype', 'bfloat16')):
+    cfg = ModelConfig(**dict(gpt, **{field: value}))
+    assert hf_export.hf_config(cfg, 'decoder_lm')['n_embd'] == cfg.d_model
+
+
 def test_export_refuses_what_the_layout_cannot_hold(s2s, tmp_path):
   gpt = causal_lm.get_config().model
   for field, value, message in (
