@@ -13,9 +13,10 @@ lowered on the CPU backend as a rolled loop of 5 iterations that writes two
 uint32 arrays of the mask's size on each, and it was 13.5% of a bf16
 BERT-base step's op time; jax's threefry4x32 (Random123's Threefry-4x32-20,
 a 128-bit key) lowers to straight-line elementwise code that XLA fuses into
-one pass: an [8, 12, 128, 128] attention mask costs 2.7 ms instead of 12
-(experiments/performance.md). 'auto' uses it on the CPU backend and leaves
-other backends (GPU: a CUDA threefry2x32 kernel) with the key flax hands out.
+one pass: an [8, 12, 128, 128] attention mask costs 2.3-2.7 ms instead of
+12 (experiments/step_parts_benchmark.py). 'auto' uses it on the CPU
+backend and leaves other backends (GPU: a CUDA threefry2x32 kernel) with
+the key flax hands out.
 """
 import math
 

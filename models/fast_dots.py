@@ -15,8 +15,8 @@ an activation, far cheaper than the slow dot.
 Forward values are those of the plain dot; gradients are mathematically
 the same, computed in the operands' dtype (as autodiff does for bf16).
 Used only on the CPU backend (`use_fast_dots`): for the dense and output
-layers in bf16 and float32 (in float32 the gain is XLA's slow transposes of the
-activations, replaced by `transpose`), for attention's dots in bf16 only
+layers in bf16 and float32 (in float32 the gain is XLA's slow transposes
+of the activations, replaced by `transpose`), for attention's dots in bf16 only
 (`use_fast_attention_dots`). GPU keeps XLA's own dots.
 """
 import functools
@@ -28,8 +28,8 @@ from jax import lax
 
 def use_fast_dots(config) -> bool:
   """True where the dense and output layers' dots pay: bf16 or float32
-  compute on the CPU backend (float32 BERT-base step 4,354 -> 3,732 ms on 2 Xeon cores;
-  experiments/performance.md)."""
+  compute on the CPU backend (float32 BERT-base step 4,354 -> 3,732 ms on
+  2 Xeon cores; experiments/performance.md)."""
   return (config.cpu_bf16_dots and config.dtype in ('bfloat16', 'float32')
           and jax.default_backend() == 'cpu')
 
@@ -116,22 +116,28 @@ def _dot(a, b, contract_b: int, out_dtype):
       preferred_element_type=out_dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _matmul(a, b, transpose_b: bool, out_dtype):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _matmul(a, b, transpose_b: bool, out_dtype, wide_b: bool = False):
   return _dot(a, b, -1 if transpose_b else -2, out_dtype)
 
 
-def _matmul_fwd(a, b, transpose_b, out_dtype):
-  return _matmul(a, b, transpose_b, out_dtype), (a, b)
+def _matmul_fwd(a, b, transpose_b, out_dtype, wide_b=False):
+  return _matmul(a, b, transpose_b, out_dtype, wide_b), (a, b)
 
 
-def _matmul_bwd(transpose_b, out_dtype, residuals, g):
+def _matmul_bwd(transpose_b, out_dtype, wide_b, residuals, g):
   del out_dtype
   a, b = residuals
   g = g.astype(a.dtype)  # gradient dots in the operands' dtype
   if transpose_b:  # y = a @ b.T: da = g @ b, db = g.T @ a
     da = _dot(g, b, -2, a.dtype)
-    db = _dot(transpose(g), a, -2, b.dtype)
+    if wide_b:  # db = (a.T @ g).T; see logits_matmul
+      # Materialised first, or XLA folds the transpose into the dot's
+      # output layout and runs a slow dot.
+      db_t = materialize(_dot(transpose(a), g, -2, b.dtype))
+      db = materialize(jnp.swapaxes(db_t, -1, -2))
+    else:
+      db = _dot(transpose(g), a, -2, b.dtype)
   else:  # y = a @ b: da = g @ b.T, db = a.T @ g
     da = _dot(g, b, -1, a.dtype)
     db = _dot(transpose(a), g, -2, b.dtype)
@@ -151,39 +157,19 @@ def matmul_nt(a, b, out_dtype=None):
   return _matmul(a, b, True, out_dtype or a.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def logits_matmul(a, table, out_dtype):
+def logits_matmul(a, table, out_dtype=None):
   """a [t, k] @ table [v, k].T -> [t, v]: the tied output layer.
 
   Same value and gradients as `matmul_nt`, but the table's gradient is
-  computed as (transpose(a) @ g) [k, v], then transposed by XLA. Two things
-  differ from a hidden layer's weight: the gradient g [t, v] is the large
-  operand here, and at a vocabulary that 16 does not divide (30,522, 50,257)
-  the tiled `transpose` pads and slices it. Measured on 2 Xeon cores, bf16,
-  with the transposes: BERT-base's table gradient (t 1,024, v 30,522)
-  178 -> 117 ms, GPT-2 small's (512, 50,257) 211 -> 158 ms
-  (experiments/performance.md).
+  computed as (transpose(a) @ g) [k, v] and then transposed by XLA. Two
+  things differ from a hidden layer's weight: the gradient g [t, v] is the
+  large operand here, and at a vocabulary that 16 does not divide (30,522,
+  50,257) the tiled `transpose` pads and slices it, where XLA transposes
+  such wide arrays 2-3x faster. Value and gradients of the layer, bf16, 2
+  Xeon cores: 327 -> 275 ms at BERT-base's size (t 1,024, v 30,522), 346 ->
+  305 ms at GPT-2 small's (512, 50,257) (experiments/step_parts_benchmark.py).
   """
-  return _dot(a, table, -1, out_dtype)
-
-
-def _logits_matmul_fwd(a, table, out_dtype):
-  return logits_matmul(a, table, out_dtype), (a, table)
-
-
-def _logits_matmul_bwd(out_dtype, residuals, g):
-  del out_dtype
-  a, table = residuals
-  g = g.astype(a.dtype)
-  da = _dot(g, table, -2, a.dtype)
-  # XLA would fold a transpose of the dot's result into the dot's output
-  # layout (and run a slow dot); materialise the result first. A 2-D
-  # transpose of a [768, v] array is one of the shapes XLA transposes fast.
-  table_t = materialize(_dot(transpose(a), g, -2, table.dtype))
-  return da, materialize(table_t.T)
-
-
-logits_matmul.defvjp(_logits_matmul_fwd, _logits_matmul_bwd)
+  return _matmul(a, table, True, out_dtype or a.dtype, True)
 
 
 @jax.custom_vjp
