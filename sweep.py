@@ -33,6 +33,7 @@ from sweeping import spec as spec_lib
 from sweeping import study as study_lib
 from sweeping import trials as trials_lib
 from sweeping import workers as workers_lib
+from training import exit_codes
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file (with get_sweep()) and its :arg.',
@@ -120,7 +121,7 @@ def main(argv):
   write_report(spec, workdir, name, storage)
   if sweep.stop.is_set():  # train.py's code for 'stopped, resumable'
     print('stopped; run the same command again to continue', flush=True)
-    sys.exit(trials_lib.EXIT_INTERRUPTED)
+    sys.exit(exit_codes.EXIT_STOPPED)
 
 
 def open_storage(workdir: str):

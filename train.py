@@ -40,11 +40,9 @@ from tasks import get_task
 from training import checkpointing, metrics, optimizers, parallel, pretrained
 from training import progress as progress_lib
 from training import run_config, stop_signals, workdir_lock
+from training.exit_codes import EXIT_DIVERGED, EXIT_ERROR, EXIT_STOPPED
 from training.metrics_writer import MetricsWriter
 
-EXIT_ERROR = 1
-EXIT_DIVERGED = 3
-EXIT_STOPPED = stop_signals.EXIT_STOPPED
 MAX_STEPS_IN_FLIGHT = 2  # dispatched ahead of the device (see TrainLoop.run)
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config.',

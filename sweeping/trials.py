@@ -2,15 +2,12 @@
 
 The sweep knows training only through its command line and its workdir:
 `metrics.jsonl` (one JSON record per line; eval records every
-config.eval_every steps) and train.py's exit code:
-
-  0   finished
-  1   error, with a one-line `error: ...` on stderr (bad config, ...)
-  3   diverged (non-finite loss or gradient norm), `error: ...` line
-  75  stopped by SIGTERM/SIGINT after a checkpoint: resumable
-
-Any other non-zero code fails the trial. A train.py that predates exit
-code 75 dies of the signal itself; that counts as interrupted too.
+config.eval_every steps) and train.py's exit code (training/exit_codes.py):
+EXIT_OK finishes the trial, EXIT_STOPPED (after a checkpoint) interrupts
+it, resumable; EXIT_ERROR and EXIT_DIVERGED, with their one-line
+`error: ...` on stderr, and any other non-zero code fail it. A train.py
+that predates EXIT_STOPPED dies of the signal itself; that counts as
+interrupted too.
 """
 import contextlib
 import dataclasses
@@ -22,8 +19,9 @@ import subprocess
 import sys
 import time
 
+from training import exit_codes
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXIT_INTERRUPTED = 75
 _POLL_S = 0.5
 _STOP_GRACE_S = 120  # for the checkpoint a stopped trial writes
 
@@ -182,10 +180,10 @@ def _outcome(code, stopped_by_us, why, values, step, error) -> Outcome:
   outcome = Outcome('failed', values, step, '')
   if stopped_by_us:
     outcome.state, outcome.reason = stopped_by_us, why
-  elif code == 0:
+  elif code == exit_codes.EXIT_OK:
     outcome.state = 'complete' if values else 'failed'
     outcome.reason = '' if values else 'finished without the objective metric'
-  elif code in (EXIT_INTERRUPTED, -signal.SIGTERM, -signal.SIGINT):
+  elif code in (exit_codes.EXIT_STOPPED, -signal.SIGTERM, -signal.SIGINT):
     outcome.state = 'interrupted'
     outcome.reason = f'stopped from outside (exit code {code})'
   elif code < 0:

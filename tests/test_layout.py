@@ -17,7 +17,7 @@ ALLOWED = {
     'training': {'models'},
     'tasks': {'input_data', 'decoding', 'training', 'models'},
     'configs': {'models'},
-    'sweeping': {'tasks'},
+    'sweeping': {'tasks', 'training'},
 }
 
 

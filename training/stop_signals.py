@@ -3,16 +3,14 @@ SIGINT (Ctrl-C).
 
 The first signal only sets a flag: train.py finishes the current step,
 saves a checkpoint, waits until it is durable and exits with
-EXIT_STOPPED. The handlers are then reset to the default, so a second
-signal ends the process at once, even inside a long XLA call, without a
-Python traceback; the newest durable checkpoint is still there.
+exit_codes.EXIT_STOPPED (75). The handlers are then reset to the default,
+so a second signal ends the process at once, even inside a long XLA call,
+without a Python traceback; the newest durable checkpoint is still there.
 """
 import signal
 import sys
 import threading
 
-# EX_TEMPFAIL of sysexits.h: "try again later", the same command resumes.
-EXIT_STOPPED = 75
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
