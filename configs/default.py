@@ -1,13 +1,15 @@
-"""Tiny encoder-decoder on a built-in task: reverse a token sequence.
+r"""Tiny encoder-decoder on a built-in task: reverse a token sequence.
 
 Nothing is downloaded: sequences of 4 to 12 tokens over 30 symbols are
 generated from the seed. Reproduce:
 
   python train.py --config=configs/default.py --workdir=/tmp/reverse
 
-Hardware: 2 CPU cores. Expected: about 3 minutes, ending with exact-match
-sequence accuracy >= 0.99 on 1,000 held-out sequences with beam search
-(measured figures in experiments/default.md).
+Hardware: 2 CPU cores (AMD EPYC, 2026-11-25). Expected: exact-match
+sequence accuracy 1.000 on 1,000 held-out sequences with beam search after
+the 3,000 steps (0.994 at step 2,000), in 49 s on idle cores (2 min 22 s
+for `make train` with its install, sharing the cores with another run;
+experiments/default.md).
 
 Sweep (learning rate x warmup x layers, 12 trials of 1,000 steps; get_sweep):
 

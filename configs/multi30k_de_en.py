@@ -12,8 +12,8 @@ beam 5 and reports both cased sacreBLEU ('bleu') and lowercased 13a BLEU
 ('bleu_lowercase_tokenized'). Options as multi30k_en_de ('steps=N').
 
 Measured (experiments/multi30k.md): the command above on 2 cores of an
-Intel Xeon with AMX (about 1 step/s alone, 90 minutes for 5,500 steps;
-run in four resumed legs, mostly under load): 40.53 lowercased tokenized
+Intel Xeon with AMX (90 minutes for the 5,500 steps, run in four
+resumed legs, mostly under load): 40.53 lowercased tokenized
 BLEU, 40.29 cased sacreBLEU, from the mean of the last 10 checkpoints;
 +4.03 against the tutorial.
 """

@@ -16,8 +16,9 @@ padded to the smallest bucket that fits its global batch (few shapes to
 compile, far less padding for decoding). Eval always truncates overlong
 examples (dropping would skip examples) and counts them.
 
-Config fields read here (`config.data`) are declared, with a comment each,
-in configs/base_config.data_config.
+Config fields read here (`config.data`) are declared, with a comment and
+the default each, in configs/base_config.data_config; the builders name the
+fields they read.
 Batch keys and shapes are documented on each builder.
 """
 
@@ -191,8 +192,8 @@ def seq2seq_batches(data_config: ml_collections.ConfigDict, tokenizer,
                     process_index=None, process_count=None) -> Batches:
   """Translation / summarization batches.
 
-  Fields: inputs_key, targets_key (default 'inputs'/'targets'),
-  max_input_length, max_target_length, packing, + module docstring.
+  Fields: inputs_key, targets_key, max_input_length, max_target_length,
+  packing, + module docstring.
   Batch: inputs [b, Ls], targets [b, Lt] int32, both ending with EOS then
   PAD; packed: also {inputs,targets}_{segmentation,position} [b, L*].
   Eval adds example_index, example_weight [b].
@@ -235,7 +236,7 @@ def lm_batches(data_config: ml_collections.ConfigDict, tokenizer,
                process_index=None, process_count=None) -> Batches:
   """Causal LM batches of length L = `max_length`.
 
-  Fields: text_key (default 'text'), max_length, packing, + module doc.
+  Fields: text_key, max_length, packing, + module docstring.
   packing=False (and always for eval): documents, each followed by EOS, are
   one token stream cut into rows of L+1 overlapping by one token, so every
   token is a target exactly once. packing=True (training): each document
@@ -297,12 +298,12 @@ def bert_pretraining_batches(data_config: ml_collections.ConfigDict,
   """Masked-LM + next-sentence-prediction batches (WordPiece tokenizer).
 
   Fields: document_boundary ('blank_line' | 'wikitext_heading', see
-  text_sources.split_documents), max_length, mask_rate (0.15),
-  max_predictions (None: no cap), whole_word_masking (False),
-  next_sentence_prob (0.5), + module docstring. Pairs: a line and its true
-  next line, or a random line of another document (mlm_masking). Masks are
-  redrawn each epoch (the per-example generator depends on the position in
-  the repeated stream) and are the same after a restore.
+  text_sources.split_documents), max_length, mask_rate, max_predictions (0: no
+  cap), whole_word_masking, next_sentence_prob, + module docstring. Pairs: a
+  line and its true next line, or a random line of another document
+  (mlm_masking). Masks are redrawn each epoch (the per-example generator
+  depends on the position in the repeated stream) and are the same after a
+  restore.
   Batch: input_ids, token_type_ids, attention_mask, mlm_targets [b, L]
   int32, mlm_weights [b, L] float32, nsp_labels [b] int32.
   """
@@ -357,7 +358,7 @@ def classification_batches(data_config: ml_collections.ConfigDict, tokenizer,
                            process_count=None) -> Batches:
   """Sentence (pair) classification or regression, e.g. SST-2.
 
-  Fields: text_key ('sentence'), text_pair_key (None), label_key ('label'),
+  Fields: text_key, text_pair_key ('': single sentences), label_key,
   label_type ('int' | 'float'), max_length, + module docstring. Truncation
   keeps the final [SEP] and cuts the end of the (second) sentence.
   Batch: input_ids, token_type_ids, attention_mask [b, L] int32, labels [b]
@@ -413,8 +414,7 @@ def qa_batches(data_config: ml_collections.ConfigDict, tokenizer,
                process_index=None, process_count=None) -> Batches:
   """SQuAD windows (squad_features) as batches.
 
-  Fields: max_length (384), doc_stride (128), max_query_length (64),
-  + module docstring. Batch: input_ids, token_type_ids, attention_mask
+  Fields: max_length, doc_stride, max_query_length, + module docstring. Batch: input_ids, token_type_ids, attention_mask
   [b, L], start_positions, end_positions [b] int32. The returned Batches
   has `features` (squad_features.QAFeatures) and `examples`; eval batches'
   `example_index` is a feature index, so predictions go to

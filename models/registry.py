@@ -1,9 +1,10 @@
-"""Models by name: `config.model_name` picks the network, `config.model` its
-ModelConfig, so adding a model touches no training code.
+"""Networks by name: each task names its network (`Task.model_name`, e.g.
+'decoder_lm' for config.task='causal_lm'; tasks/), `config.model` gives
+its ModelConfig, so adding a network touches no training code.
 
-    model = registry.build(config.model_name, model_config_from(config.model),
-                           deterministic=False)
-    params = model.init(rng, *registry.dummy_inputs(config.model_name, cfg))
+    cfg = model_config_from(config.model)
+    model = registry.build(task.model_name, cfg, deterministic=False)
+    params = model.init(rng, *registry.dummy_inputs(task.model_name, cfg))
 
 Every BERT task model keeps the encoder under 'bert', so weights move
 between them by path (`training.pretrained.merge_pretrained`).
@@ -60,7 +61,7 @@ MODELS = {
 
 def family(model_name: str) -> ModelFamily:
   if model_name not in MODELS:
-    raise ValueError(f'config.model_name={model_name!r} is not one of '
+    raise ValueError(f'model {model_name!r} is not one of '
                      f'{", ".join(MODELS)}')
   return MODELS[model_name]
 
