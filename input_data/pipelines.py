@@ -414,8 +414,9 @@ def qa_batches(data_config: ml_collections.ConfigDict, tokenizer,
                process_index=None, process_count=None) -> Batches:
   """SQuAD windows (squad_features) as batches.
 
-  Fields: max_length, doc_stride, max_query_length, + module docstring. Batch: input_ids, token_type_ids, attention_mask
-  [b, L], start_positions, end_positions [b] int32. The returned Batches
+  Fields: max_length, doc_stride, max_query_length, + module docstring.
+  Batch: input_ids, token_type_ids, attention_mask [b, L],
+  start_positions, end_positions [b] int32. The returned Batches
   has `features` (squad_features.QAFeatures) and `examples`; eval batches'
   `example_index` is a feature index, so predictions go to
   `squad_features.best_spans(batches.examples, batches.features, ...)`.
