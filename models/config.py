@@ -40,8 +40,9 @@ class ModelConfig:
   dropout_bits: int = 32           # random bits per dropout decision (8/16:
                                    # cheaper, rate rounded; models/dropout.py)
   dropout_prng: str = 'auto'       # generator of the dropout masks: 'auto' is
-                                   # threefry4x32 on the CPU backend (4-5x
-                                   # cheaper there) and jax_default (the key
+                                   # threefry4x32 on the CPU backend (cheaper
+                                   # there: experiments/performance.md,
+                                   # section 9) and jax_default (the key
                                    # flax hands out, threefry2x32) elsewhere
   activation: str = 'relu'
   ffn_kind: str = 'dense'          # 'gated': act(x W1) * (x W3) W2 (silu:

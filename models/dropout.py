@@ -1,7 +1,8 @@
 """Dropout: which generator draws the masks, and how many bits a decision.
 
 Flax's `nn.Dropout` draws a 32-bit threefry word per element. On CPU those
-draws were a fifth of the Multi30k training step (experiments/performance.md).
+draws were a large part of the Multi30k training step
+(experiments/performance.md, sections 2 and 3).
 With `model.dropout_bits=8` each 32-bit word gives four decisions (16: two),
 so the generator runs 4x (2x) less. The drop probability is then a multiple
 of 1/256 (1/65536): 0.3 becomes 77/256 = 0.3008. Kept values are divided by
@@ -10,11 +11,11 @@ FlashAttention draws its dropout decisions at 8 bits the same way.
 
 `model.dropout_prng` picks the generator. jax's default, threefry2x32, is
 lowered on the CPU backend as a rolled loop of 5 iterations that writes two
-uint32 arrays of the mask's size on each, and it was 13.5% of a bf16
-BERT-base step's op time; jax's threefry4x32 (Random123's Threefry-4x32-20,
-a 128-bit key) lowers to straight-line elementwise code that XLA fuses into
-one pass: an [8, 12, 128, 128] attention mask costs 2.3-2.7 ms instead of
-12 (experiments/step_parts_benchmark.py). 'auto' uses it on the CPU
+uint32 arrays of the mask's size on each; jax's threefry4x32 (Random123's
+Threefry-4x32-20, a 128-bit key) lowers to straight-line elementwise code
+that XLA fuses into one pass (both measured with
+experiments/step_parts_benchmark.py: experiments/performance.md, section
+9, change 1). 'auto' uses it on the CPU
 backend and leaves other backends (GPU: a CUDA threefry2x32 kernel) with
 the key flax hands out.
 """

@@ -4,8 +4,9 @@ On the CPU backend XLA hands a dot to its library kernels (YNNPACK, which
 uses AMX for bf16 on Intel) only when the left operand contracts over its
 last (minor) dimension. The weight gradient of `y = x @ w`, `x.T @ dy`,
 contracts `x` over its first dimension, so autodiff gives XLA a dot that it
-runs in its own loop emitter, converting bf16 to float32 and back: 5-10x
-slower than the same FLOPs in the library (experiments/performance.md).
+runs in its own loop emitter, converting bf16 to float32 and back, several
+times slower than the same FLOPs in the library (experiments/performance.md,
+section 0, "Where bf16 lost its time, and the fix").
 The functions here have custom VJPs that write such gradients as
 `transpose(x) @ dy`, with the transpose materialised in bf16 (see
 `materialize`), so every backward dot is `a @ b` or `a @ b.T` on
@@ -28,8 +29,8 @@ from jax import lax
 
 def use_fast_dots(config) -> bool:
   """True where the dense and output layers' dots pay: bf16 or float32
-  compute on the CPU backend (float32 BERT-base step 4,354 -> 3,732 ms on
-  2 Xeon cores; experiments/performance.md)."""
+  compute on the CPU backend (float32: experiments/performance.md,
+  section 8, change 2)."""
   return (config.cpu_bf16_dots and config.dtype in ('bfloat16', 'float32')
           and jax.default_backend() == 'cpu')
 
@@ -37,7 +38,7 @@ def use_fast_dots(config) -> bool:
 def use_fast_attention_dots(config) -> bool:
   """True where attention's batched dots pay: bf16 only. In float32 XLA
   runs them in the library already, and the copies to [b, h, l, d] cost
-  more than they save (Multi30k step 677 ms without, 728 with)."""
+  more than they save (experiments/performance.md, section 8, change 2)."""
   return use_fast_dots(config) and config.dtype == 'bfloat16'
 
 
@@ -71,8 +72,10 @@ def _swapaxes_bwd(axis1, axis2, _, g):
 swapaxes.defvjp(_swapaxes_fwd, _swapaxes_bwd)
 
 
-# Side of the square tiles `transpose` moves through (measured best of 16,
-# 32, 64 for bf16 and float32 activations; experiments/performance.md).
+# Side of the square tiles `transpose` moves through: the fastest of 16, 32
+# and 64 for bf16 and float32 activations when it was chosen (59801aa; the
+# comparison is not in the records, the tiled transposes' effect is:
+# experiments/performance.md, section 6).
 TRANSPOSE_TILE = 16
 
 
@@ -81,7 +84,8 @@ def transpose(x):
 
   XLA:CPU emits a transpose as one loop over the output, which walks the
   input down its columns: at a 1024 x 3072 activation every read misses the
-  cache and the copy runs 100x slower than a plain one. Two passes over
+  cache and the copy runs many times slower than a plain one
+  (experiments/performance.md, section 6, "Tiled transposes"). Two passes over
   T x T tiles keep both sides local: the first gathers each tile's rows
   into one contiguous block ([I, a, J, b] -> [I, J, a, b]; runs of T
   elements), the second transposes within the tiles while swapping them
@@ -165,9 +169,9 @@ def logits_matmul(a, table, out_dtype=None):
   things differ from a hidden layer's weight: the gradient g [t, v] is the
   large operand here, and at a vocabulary that 16 does not divide (30,522,
   50,257) the tiled `transpose` pads and slices it, where XLA transposes
-  such wide arrays 2-3x faster. Value and gradients of the layer, bf16, 2
-  Xeon cores: 327 -> 275 ms at BERT-base's size (t 1,024, v 30,522), 346 ->
-  305 ms at GPT-2 small's (512, 50,257) (experiments/step_parts_benchmark.py).
+  such wide arrays faster. Measured at BERT-base's and GPT-2 small's sizes
+  with experiments/step_parts_benchmark.py: experiments/performance.md,
+  section 9, change 2.
   """
   return _matmul(a, table, True, out_dtype or a.dtype, True)
 
@@ -180,7 +184,7 @@ def add_bias(y, bias):
   tokens, which XLA:CPU compiles as a float32 copy of the gradient and a
   windowed tree reduction in its loop emitter. Asking the sum itself for
   float32 accumulation compiles to one library reduce instead
-  (experiments/performance.md).
+  (experiments/performance.md, section 7, "The bias gradients").
   """
   return y + bias
 

@@ -60,9 +60,9 @@ def clip_by_global_norm(max_norm: float):
   optax's own computes the norm a second time and divides every gradient
   by it; XLA does not repeat a divide in each consumer, so it writes every
   clipped gradient out whole before Adam reads it. A multiplication by a
-  scalar fuses into Adam's loops instead (with the mean in train_step:
-  429 -> 213 ms per update of GPT-2 small's 124M parameters on 2 Xeon
-  cores; experiments/optimizer_benchmark.py). Same state (EmptyState) as
+  scalar fuses into Adam's loops instead (with the mean in train_step;
+  measured with experiments/optimizer_benchmark.py:
+  experiments/performance.md, section 8, change 1). Same state (EmptyState) as
   optax's, so checkpoints keep their layout.
   """
   def init_fn(params):
