@@ -14,10 +14,10 @@ reports cased detokenized sacreBLEU ('bleu') and lowercased 13a-tokenized
 BLEU ('bleu_lowercase_tokenized'); the last `average_last_checkpoints`
 checkpoints are averaged at the end ('averaged/' metrics). No checkpoint is
 chosen by its test score. Variants: get_config('steps=N') shortens the run
-(CPU budgets). Measured (experiments/multi30k.md) on 2 CPU cores:
-`:steps=5500`, 51 minutes, 38.56 cased sacreBLEU / 38.96 lowercased
-tokenized BLEU; `:steps=7000 --config.grad_accum_steps=4`, 53 minutes,
-39.67 / 40.04 (10-checkpoint mean).
+(CPU budgets). Measured (experiments/multi30k.md) on 2 AMD EPYC cores
+(2026-11-25): `:steps=5500`, 51 minutes, 38.56 cased sacreBLEU / 38.96
+lowercased tokenized BLEU; `:steps=7000 --config.grad_accum_steps=4`, 53
+minutes, 39.67 / 40.04 (10-checkpoint mean).
 
 Sweep (TPE over learning rate, dropout, label smoothing and warmup, 16
 trials from the shipped setting, median pruning; get_sweep):
