@@ -1,5 +1,6 @@
 """Dense layers: flax.linen.Dense/DenseGeneral's parameters and values, with
-the bf16 CPU fast path (models/fast_dots.py) for the bias as well.
+the CPU fast path (models/fast_dots.py; bf16 and float32) for the bias as
+well.
 
 flax's layers let a caller replace the dot (`dot_general=`) but not the
 bias add, whose gradient XLA:CPU runs slowly in bf16 (fast_dots.add_bias).

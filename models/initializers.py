@@ -14,7 +14,7 @@ def kernel(cfg: ModelConfig, axes: tuple, residual_output: bool = False,
   """Dense kernels: Xavier-uniform (the paper's codebase) or N(0, init_std).
 
   residual_output: the last projection of a residual branch (attention
-  'out', feed-forward 'wo'). With `cfg.scale_residual_init` its variance is
+  'out', feed-forward 'wo' or gated 'w2'). With `cfg.scale_residual_init` its variance is
   divided by the number of residual branches, 2 per layer, as GPT-2 does
   (std 0.02 / sqrt(2 * n_layer)), so the residual stream's variance at
   initialisation does not grow with depth. variance: a further factor on

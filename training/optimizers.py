@@ -34,8 +34,9 @@ def learning_rate_schedule(opt_config, total_steps: int):
 
 
 def make_optimizer(opt_config, total_steps: int):
-  """'adam' (the paper: b1 0.9, b2 0.98, eps 1e-9) or 'adamw' (decoupled
-  weight decay), with optional global-norm gradient clipping."""
+  """'adam' or 'adamw' (decoupled weight decay) with `b1`, `b2`, `eps` of
+  `opt_config` (the base config's defaults are the paper's 0.9, 0.98,
+  1e-9), and global-norm gradient clipping if `grad_clip_norm` > 0."""
   schedule = learning_rate_schedule(opt_config, total_steps)
   if opt_config.name == 'adam':
     opt = optax.adam(schedule, b1=opt_config.b1, b2=opt_config.b2,
