@@ -3,6 +3,7 @@ train.py's codes says the same numbers."""
 import pathlib
 import re
 
+from sweeping import trials
 from training import exit_codes
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -26,3 +27,11 @@ def test_no_other_module_defines_an_exit_code():
             if p.name != 'exit_codes.py' and defined.search(p.read_text())]
   assert not others, f'exit codes defined outside training/exit_codes.py: ' \
                      f'{others}'
+
+
+def test_the_sweep_reads_train_py_codes_by_name():
+  outcome = lambda code: trials._outcome(code, None, '', {10: 0.5}, 10, '')
+  assert outcome(exit_codes.EXIT_OK).state == 'complete'
+  assert outcome(exit_codes.EXIT_STOPPED).state == 'interrupted'
+  assert outcome(exit_codes.EXIT_DIVERGED).state == 'failed'
+  assert outcome(exit_codes.EXIT_ERROR).state == 'failed'
