@@ -1,4 +1,4 @@
-r"""Exports a trained BERT or GPT-2 family workdir to the Hugging Face layout.
+r"""Exports a trained workdir to the Hugging Face layout.
 
   python export.py --workdir=/tmp/bert_cls --output=/tmp/bert_cls_hf
   python export.py --workdir=/tmp/lm --output=/tmp/lm_hf --average_last=3
@@ -11,10 +11,12 @@ files into --output, which `transformers` loads:
 
 BERT-family runs (bert_pretraining, classification, extractive_qa) become
 BertForPreTraining, BertForSequenceClassification, BertForQuestionAnswering;
-causal_lm runs become GPT2LMHeadModel. The conversion is
-models/hf_export.py, the inverse of models/hf_import.py. A model the layout
-cannot hold (rotary positions or post-LN in GPT-2, an encoder-decoder)
-fails in one line naming the field.
+causal_lm runs GPT2LMHeadModel, or LlamaForCausalLM with RMSNorm; seq2seq
+runs MarianMTModel (the paper's post-LN, sinusoidal model), or
+T5ForConditionalGeneration with T5's relative positions. The conversion is
+models/hf/, one converter per architecture. A model the layout cannot hold
+(rotary positions or post-LN in GPT-2, a LayerNorm epsilon other than
+Marian's 1e-5) fails in one line naming the field.
 """
 import os
 
@@ -24,25 +26,22 @@ from absl import logging
 import train
 import trained_run
 from input_data import tokenizers
-from models import hf_export
+from models import hf
 
 def _token_ids(run) -> dict:
   """Special ids for config.json (built-in data: its own)."""
   tokenizer = run.tokenizer
   if run.task.model_name == 'decoder_lm':
     return dict(bos_token_id=run.task.bos_id, eos_token_id=tokenizer.eos_id)
+  if run.task.model_name == 'encoder_decoder':  # padding is 0 by design
+    return dict(eos_token_id=tokenizer.eos_id)
   return dict(pad_token_id=tokenizer.pad_id)
 
 
 def export_run(run: trained_run.TrainedRun, output: str) -> list[str]:
   """Writes the run's model and tokenizer to `output`; the file names."""
   model_name = run.task.model_name
-  if model_name not in hf_export.ARCHITECTURE:
-    raise ValueError(
-        f'config.task={run.config.task!r} ({model_name}) has no Hugging '
-        'Face layout here: export takes BERT-family and causal_lm (GPT-2) '
-        'runs')
-  files = hf_export.export_hf_checkpoint(
+  files = hf.export_hf_checkpoint(
       run.task.model_config, run.params, model_name, output,
       **_token_ids(run))
   if not run.task.data.synthetic:
@@ -62,7 +61,7 @@ def main(argv):
       raise ValueError('--output is required')
     run = trained_run.from_flags()
     files = export_run(run, trained_run.OUTPUT.value)
-    arch = hf_export.ARCHITECTURE[run.task.model_name]
+    arch = hf.architecture(run.task.model_config, run.task.model_name)
     note = ' (built-in data: no tokenizer)' if run.task.data.synthetic else ''
     output = os.path.abspath(trained_run.OUTPUT.value)
     print(f'{arch} from checkpoint(s) {", ".join(map(str, run.steps))} -> '

@@ -11,7 +11,7 @@ accelerator; too slow for 2 CPU cores). For text, set config.data as in
 configs/causal_lm.py with a GPT-2 tokenizer (config.tokenizer.kind='hf_json',
 path=.../tokenizer.json). No measured result is recorded yet. Pre-trained
 weights in the Hugging Face layout load with
-`models.hf_import.load_hf_checkpoint` (or `config.init_from`).
+`models.hf.load_hf_checkpoint` (or `config.init_from`).
 """
 from configs.base_config import base_config, model_config
 

@@ -9,7 +9,7 @@ untied from the token embedding. 2 layers, d_model 64, on the built-in
 progression rows (input_data/synthetic.py), as configs/causal_lm.py's
 default; minutes on 2 CPU cores. No measured result is recorded yet.
 Pre-trained LlamaForCausalLM weights load with
-`models.hf_import.load_hf_checkpoint` (or `config.init_from`).
+`models.hf.load_hf_checkpoint` (or `config.init_from`).
 """
 from configs.base_config import base_config, model_config
 

@@ -16,7 +16,7 @@ the 1,000 held-out reversals (beam search, 4 beams) after its 3,000 steps,
 in 3 min 6 s on 2 Xeon cores shared with another run and a test suite
 (2026-11-27). The full size has no recorded result yet. Pre-trained
 T5ForConditionalGeneration weights load with
-`models.hf_import.load_hf_checkpoint` (or `config.init_from`).
+`models.hf.load_hf_checkpoint` (or `config.init_from`).
 """
 from configs.base_config import base_config, model_config
 

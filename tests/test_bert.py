@@ -9,7 +9,7 @@ import pytest
 
 from configs import bert_finetune, bert_sizes
 from configs.base_config import model_config
-from models import bert, hf_import, registry
+from models import bert, hf as huggingface, registry
 from models.config import ModelConfig, model_config_from
 
 
@@ -178,7 +178,7 @@ def test_scanned_layers_match_unrolled_layers(remat):
   params = random_params('bert_qa', cfg, 2)
   unrolled = apply('bert_qa', cfg, params, ids, types, mask)
   scan_cfg = cfg.replace(scan_layers=True, remat_policy=remat)
-  scanned = apply('bert_qa', scan_cfg, hf_import.stack_layers(params), ids,
+  scanned = apply('bert_qa', scan_cfg, huggingface.stack_layers(params), ids,
                   types, mask)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
                unrolled, scanned)

@@ -9,7 +9,7 @@ import pytest
 
 from configs import gpt2_medium, gpt2_small
 from decoding import generation
-from models import hf_import, registry
+from models import hf as huggingface, registry
 from models.config import ModelConfig, model_config_from
 from models.decoder_lm import DecoderLM, init_cache
 from tasks import get_task
@@ -138,7 +138,7 @@ def test_scanned_parameters_are_the_stacked_unrolled_ones():
   params = random_params(cfg)
   ids = tokens()
   scanned = logits_of(cfg.replace(scan_layers=True),
-                      hf_import.stack_layers(params), ids)
+                      huggingface.stack_layers(params), ids)
   np.testing.assert_allclose(scanned, logits_of(cfg, params, ids), atol=1e-5)
 
 

@@ -1,6 +1,10 @@
-"""Hugging Face checkpoint import: layouts, file formats, errors, restore."""
+"""Hugging Face checkpoint import: layouts, file formats, errors, restore,
+and the converter package's shape (models/hf/: one module per
+architecture on one interface, no import cycle)."""
+import ast
 import json
 import os
+import pathlib
 import re
 
 import jax
@@ -12,7 +16,8 @@ torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
 
-from models import hf_import, registry
+import conftest
+from models import hf as huggingface, registry
 from training import pretrained
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -65,7 +70,7 @@ def _flatten(tree, prefix=()):
 
 
 def test_import_gives_config_params_and_registry_name(pretraining_dir):
-  cfg, params, name = hf_import.load_hf_checkpoint(pretraining_dir)
+  cfg, params, name = huggingface.load_hf_checkpoint(pretraining_dir)
   assert name == 'bert_pretraining'
   assert (cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_ff) == (32, 2, 4,
                                                                     48)
@@ -87,8 +92,8 @@ def test_old_layouts_bin_files_and_bert_prefix_load_the_same(tmp_path,
                for k, v in state.items()}
   old = write_checkpoint(tmp_path / 'old', bert_model.config, old_state,
                          'BertModel', fmt='bin')
-  a = hf_import.load_hf_checkpoint(plain)
-  b = hf_import.load_hf_checkpoint(old)
+  a = huggingface.load_hf_checkpoint(plain)
+  b = huggingface.load_hf_checkpoint(old)
   assert a.model_name == b.model_name == 'bert'
   fa, fb = _flatten(a.params), _flatten(b.params)
   assert fa.keys() == fb.keys()
@@ -101,7 +106,7 @@ def test_bfloat16_checkpoint_loads_as_float32(tmp_path, bert_model):
            bert_model.state_dict().items()}
   path = write_checkpoint(tmp_path / 'bf16', bert_model.config, state,
                           'BertModel')
-  _, params, _ = hf_import.load_hf_checkpoint(path)
+  _, params, _ = huggingface.load_hf_checkpoint(path)
   table = params['token_embedding']['embedding']
   assert table.dtype == jnp.float32
   np.testing.assert_array_equal(
@@ -109,7 +114,7 @@ def test_bfloat16_checkpoint_loads_as_float32(tmp_path, bert_model):
 
 
 def test_overrides_give_scanned_bfloat16_models(pretraining_dir):
-  cfg, params, name = hf_import.load_hf_checkpoint(
+  cfg, params, name = huggingface.load_hf_checkpoint(
       pretraining_dir, scan_layers=True, param_dtype='bfloat16')
   kernel = params['bert']['stack']['layers']['attention']['query']['kernel']
   assert kernel.shape == (2, 32, 4, 8) and kernel.dtype == jnp.bfloat16
@@ -122,8 +127,8 @@ def test_unsupported_architecture_names_unexpected_tensors(tmp_path):
   torch.manual_seed(2)
   model = transformers.BertForMultipleChoice(bert_config())
   model.save_pretrained(str(tmp_path))
-  with pytest.raises(hf_import.CheckpointMismatchError) as error:
-    hf_import.load_hf_checkpoint(str(tmp_path))
+  with pytest.raises(huggingface.CheckpointMismatchError) as error:
+    huggingface.load_hf_checkpoint(str(tmp_path))
   lines = str(error.value).splitlines()
   assert 'BertForMultipleChoice' in lines[0] and "'bert'" in lines[0]
   assert lines[1] == '  unexpected tensors (2) classifier.bias, classifier.weight'
@@ -137,8 +142,8 @@ def test_missing_tensors_are_named_and_long_lists_truncated(tmp_path,
   state['encoder.layer.0.attention.self.rotary.weight'] = torch.zeros(2)
   path = write_checkpoint(tmp_path / 'one', bert_model.config, state,
                           'BertModel')
-  with pytest.raises(hf_import.CheckpointMismatchError) as error:
-    hf_import.load_hf_checkpoint(path)
+  with pytest.raises(huggingface.CheckpointMismatchError) as error:
+    huggingface.load_hf_checkpoint(path)
   lines = str(error.value).splitlines()
   assert lines[1:] == [
       '  unexpected tensors (1) encoder.layer.0.attention.self.rotary.weight',
@@ -147,8 +152,8 @@ def test_missing_tensors_are_named_and_long_lists_truncated(tmp_path,
   config = bert_config(num_hidden_layers=4)  # but only 2 layers of tensors
   path = write_checkpoint(tmp_path / 'deeper', config,
                           bert_model.state_dict(), 'BertModel')
-  with pytest.raises(hf_import.CheckpointMismatchError) as error:
-    hf_import.load_hf_checkpoint(path)
+  with pytest.raises(huggingface.CheckpointMismatchError) as error:
+    huggingface.load_hf_checkpoint(path)
   lines = str(error.value).splitlines()
   assert len(lines) == 2
   assert lines[1].startswith('  missing parameters (32) stack/layers_2/')
@@ -160,19 +165,19 @@ def test_shape_mismatch_names_the_parameter_and_both_shapes(tmp_path,
   config = bert_config(intermediate_size=40)  # tensors have 48
   path = write_checkpoint(tmp_path / 'wide', config, bert_model.state_dict(),
                           'BertModel')
-  with pytest.raises(hf_import.CheckpointMismatchError, match=re.escape(
+  with pytest.raises(huggingface.CheckpointMismatchError, match=re.escape(
       'parameter stack/layers_0/ffn/wi/bias expects shape (40,) but tensor '
       'encoder.layer.0.intermediate.dense.bias gives (48,)')):
-    hf_import.load_hf_checkpoint(path)
+    huggingface.load_hf_checkpoint(path)
 
 
 def test_unknown_model_type_and_missing_files_fail_clearly(tmp_path):
   (tmp_path / 'config.json').write_text(json.dumps(
       {'model_type': 'roberta', 'architectures': ['RobertaModel']}))
   with pytest.raises(ValueError, match="model_type 'roberta' is not supported"):
-    hf_import.load_hf_checkpoint(str(tmp_path))
+    huggingface.load_hf_checkpoint(str(tmp_path))
   with pytest.raises(FileNotFoundError, match='config.json'):
-    hf_import.load_hf_checkpoint(str(tmp_path / 'nowhere'))
+    huggingface.load_hf_checkpoint(str(tmp_path / 'nowhere'))
 
 
 def test_gpt2_bin_with_tied_lm_head_and_untied_models(tmp_path):
@@ -185,7 +190,7 @@ def test_gpt2_bin_with_tied_lm_head_and_untied_models(tmp_path):
   assert 'lm_head.weight' in state
   path = write_checkpoint(tmp_path / 'tied', config, state, 'GPT2LMHeadModel',
                           fmt='bin')
-  cfg, params, name = hf_import.load_hf_checkpoint(path)
+  cfg, params, name = huggingface.load_hf_checkpoint(path)
   assert name == 'decoder_lm' and cfg.tie_output_embedding
   assert cfg.activation == 'gelu_tanh' and cfg.norm_position == 'pre'
 
@@ -195,7 +200,7 @@ def test_gpt2_bin_with_tied_lm_head_and_untied_models(tmp_path):
                                    eos_token_id=0)
   model = transformers.GPT2LMHeadModel(untied).eval()
   model.save_pretrained(str(tmp_path / 'untied'))
-  cfg, params, name = hf_import.load_hf_checkpoint(str(tmp_path / 'untied'))
+  cfg, params, name = huggingface.load_hf_checkpoint(str(tmp_path / 'untied'))
   assert not cfg.tie_output_embedding
   np.testing.assert_array_equal(params['output_projection']['kernel'],
                                 model.lm_head.weight.detach().numpy().T)
@@ -216,7 +221,7 @@ def fresh_params(name, cfg):
 
 def test_restore_pretrained_fills_the_encoder_and_keeps_new_heads(
     pretraining_dir):
-  source = hf_import.load_hf_checkpoint(pretraining_dir)
+  source = huggingface.load_hf_checkpoint(pretraining_dir)
   cfg = source.config.replace(num_labels=3)
   fresh = fresh_params('bert_classifier', cfg)
   restored = pretrained.restore_pretrained(fresh, pretraining_dir)
@@ -233,7 +238,7 @@ def test_restore_from_an_encoder_only_checkpoint_into_a_scanned_model(
     tmp_path, bert_model):
   path = write_checkpoint(tmp_path / 'encoder', bert_model.config,
                           bert_model.state_dict(), 'BertModel')
-  source = hf_import.load_hf_checkpoint(path)
+  source = huggingface.load_hf_checkpoint(path)
   cfg = source.config.replace(scan_layers=True)
   restored = pretrained.restore_hf_checkpoint(
       fresh_params('bert_qa', cfg), path)
@@ -241,7 +246,7 @@ def test_restore_from_an_encoder_only_checkpoint_into_a_scanned_model(
   np.testing.assert_array_equal(
       stacked[1], source.params['stack']['layers_1']['ffn']['wi']['kernel'])
   # And back: a scanned checkpoint into an unrolled encoder.
-  scanned = hf_import.load_hf_checkpoint(path, scan_layers=True)
+  scanned = huggingface.load_hf_checkpoint(path, scan_layers=True)
   unrolled = pretrained.merge_pretrained(
       fresh_params('bert', source.config), scanned.params)
   np.testing.assert_array_equal(
@@ -251,9 +256,9 @@ def test_restore_from_an_encoder_only_checkpoint_into_a_scanned_model(
 
 def test_restore_shape_mismatch_names_the_path_and_both_shapes(
     pretraining_dir):
-  source = hf_import.load_hf_checkpoint(pretraining_dir)
+  source = huggingface.load_hf_checkpoint(pretraining_dir)
   cfg = source.config.replace(max_len=16)
-  with pytest.raises(hf_import.CheckpointMismatchError,
+  with pytest.raises(huggingface.CheckpointMismatchError,
                      match=r'bert/embed/positions/embedding has shape '
                            r'\(24, 32\) there but \(16, 32\) in the model'):
     pretrained.restore_hf_checkpoint(fresh_params('bert_mlm', cfg),
@@ -261,8 +266,48 @@ def test_restore_shape_mismatch_names_the_path_and_both_shapes(
 
 
 def test_restore_with_nothing_in_common_fails(pretraining_dir):
-  with pytest.raises(hf_import.CheckpointMismatchError,
+  with pytest.raises(huggingface.CheckpointMismatchError,
                      match='no parameter path in common'):
     pretrained.merge_pretrained({'dense': {'kernel': jnp.zeros((2, 2))}},
-                               hf_import.load_hf_checkpoint(
+                               huggingface.load_hf_checkpoint(
                                    pretraining_dir).params)
+
+
+# ------------------------------------------------------------- package --
+def _imports(path: pathlib.Path) -> set[str]:
+  """The modules a file imports (`from models.hf import t5` -> models.hf.t5)."""
+  names = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names |= {alias.name for alias in node.names}
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names.add(node.module)
+      names |= {f'{node.module}.{alias.name}' for alias in node.names}
+  return names
+
+
+def test_converters_import_only_the_shared_modules():
+  """No converter imports another or the package (its registry), and the
+  shared modules import no converter: the import graph has no cycle."""
+  package = pathlib.Path(conftest.REPO) / 'models' / 'hf'
+  shared = {'models.hf.tensor_rules', 'models.hf.files'}
+  modules = {f'models.hf.{p.stem}': p for p in package.glob('*.py')
+             if p.stem != '__init__'}
+  assert {f'models.hf.{t}' for t in huggingface.CONVERTERS} == (
+      modules.keys() - shared)
+  for name, path in modules.items():
+    inside = {m for m in _imports(path)
+              if m == 'models.hf' or m.startswith('models.hf.')}
+    # `from models.hf import tensor_rules` names the package as well.
+    inside.discard('models.hf')
+    allowed = set() if name in shared else shared
+    assert inside <= allowed, f'{name} imports {sorted(inside - allowed)}'
+
+
+def test_every_converter_answers_the_one_interface():
+  for model_type, converter in huggingface.CONVERTERS.items():
+    assert converter.MODEL_TYPE == model_type
+    assert converter.ARCHITECTURES
+    for function in ('model_config', 'import_params', 'exports', 'hf_config',
+                     'export_tensors'):
+      assert callable(getattr(converter, function)), (model_type, function)

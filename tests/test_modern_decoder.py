@@ -12,7 +12,7 @@ import flax.linen as nn
 from flax import traverse_util
 
 from configs import llama_small
-from models import hf_import, registry
+from models import hf as huggingface, registry
 from models.config import ModelConfig, model_config_from
 from models.decoder_lm import DecoderLM, init_cache
 from models.feed_forward import FeedForward
@@ -259,7 +259,7 @@ def padded_batch():
     ids=['gqa', 'mqa_tied', 'mha_geglu'])
 def test_llama_matches_transformers(tmp_path, overrides):
   reference, path = llama_reference(tmp_path, **overrides)
-  cfg, params, name = hf_import.load_hf_checkpoint(path)
+  cfg, params, name = huggingface.load_hf_checkpoint(path)
   assert name == 'decoder_lm'
   assert cfg.kv_heads == reference.config.num_key_value_heads
   assert cfg.rope_base == 500.0
@@ -289,4 +289,4 @@ def test_llama_with_scaled_rope_is_rejected(tmp_path):
             rope_parameters=dict(rope_type='linear', factor=2.0,
                                  rope_theta=1e4))
   with pytest.raises(ValueError, match="rope_type='linear'"):
-    hf_import.model_config_from_hf(hf)
+    huggingface.model_config_from_hf(hf)

@@ -18,7 +18,8 @@ from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
 
 from configs import t5_small  # pylint: disable=g-import-not-at-top
 from decoding import beam_search
-from models import hf_import, hf_import_t5, registry
+from models import hf as huggingface, registry
+from models.hf import t5 as hf_t5
 from models.config import ModelConfig
 from models.relative_position import relative_position_bucket
 from training import pretrained
@@ -104,7 +105,7 @@ def test_buckets_equal_transformers(bidirectional, num_buckets, max_distance):
 
 def test_import_maps_the_config(checkpoint):
   version, _, path = checkpoint
-  cfg, params, name = hf_import.load_hf_checkpoint(path)
+  cfg, params, name = huggingface.load_hf_checkpoint(path)
   assert name == 'encoder_decoder'
   assert (cfg.d_model, cfg.num_heads, cfg.d_ff, cfg.num_layers) == (32, 4, 48,
                                                                     2)
@@ -122,7 +123,7 @@ def test_import_maps_the_config(checkpoint):
 
 def test_logits_equal_transformers(checkpoint):
   _, model, path = checkpoint
-  cfg, params, _ = hf_import.load_hf_checkpoint(path)
+  cfg, params, _ = huggingface.load_hf_checkpoint(path)
   inputs, decoder_ids = source_and_decoder_ids()
   expected = torch_logits(model, inputs, decoder_ids)
   ours = np.asarray(our_logits(cfg, params, inputs, decoder_ids))
@@ -144,7 +145,7 @@ def test_transformers_4_layout_gives_the_same_logits(checkpoint, tmp_path):
   save_file({k: v.detach().clone().contiguous()
              for k, v in model.state_dict().items()},
             str(tmp_path / 'model.safetensors'))
-  cfg, params, _ = hf_import.load_hf_checkpoint(str(tmp_path))
+  cfg, params, _ = huggingface.load_hf_checkpoint(str(tmp_path))
   assert cfg.scale_decoder_output is (version == '1.0')
   inputs, decoder_ids = source_and_decoder_ids()
   np.testing.assert_allclose(our_logits(cfg, params, inputs, decoder_ids),
@@ -158,7 +159,7 @@ def test_scanned_or_fused_models_give_the_same_logits(checkpoint, overrides):
   version, model, path = checkpoint
   if version == '1.1':
     pytest.skip('one layout is enough')
-  cfg, params, _ = hf_import.load_hf_checkpoint(path, **overrides)
+  cfg, params, _ = huggingface.load_hf_checkpoint(path, **overrides)
   inputs, decoder_ids = source_and_decoder_ids()
   np.testing.assert_allclose(our_logits(cfg, params, inputs, decoder_ids),
                              torch_logits(model, inputs, decoder_ids),
@@ -167,7 +168,7 @@ def test_scanned_or_fused_models_give_the_same_logits(checkpoint, overrides):
 
 def test_init_from_copies_every_parameter(checkpoint):
   _, _, path = checkpoint
-  cfg, imported, _ = hf_import.load_hf_checkpoint(path)
+  cfg, imported, _ = huggingface.load_hf_checkpoint(path)
   fresh = registry.init_params('encoder_decoder', cfg, jax.random.key(0))
   pretrained.check_init_from(path, 'seq2seq')
   restored = pretrained.restore_pretrained(fresh, path, 'seq2seq')
@@ -181,7 +182,7 @@ def test_cached_greedy_decoding_equals_full_recomputation(checkpoint):
   version, _, path = checkpoint
   if version == '1.1':
     pytest.skip('the cache does not depend on the feed-forward kind')
-  cfg, params, _ = hf_import.load_hf_checkpoint(path)
+  cfg, params, _ = huggingface.load_hf_checkpoint(path)
   inputs, _ = source_and_decoder_ids()
   steps = 24  # past max_distance=20: the far buckets are used too
   model = registry.build('encoder_decoder', cfg, decode=True)
@@ -250,9 +251,9 @@ def test_relative_positions_need_the_encoder_decoder():
 
 def test_unsupported_t5_configs_fail_naming_the_field():
   with pytest.raises(ValueError, match='T5 d_kv=16 is not d_model/num_heads'):
-    hf_import_t5.t5_model_config(dict(d_model=32, num_heads=4, d_kv=16),
+    hf_t5.t5_model_config(dict(d_model=32, num_heads=4, d_kv=16),
                                  untied_head=False)
   with pytest.raises(ValueError, match='T5 decoder_start_token_id=2'):
-    hf_import_t5.t5_model_config(
+    hf_t5.t5_model_config(
         dict(d_model=32, num_heads=4, d_kv=8, decoder_start_token_id=2),
         untied_head=False)

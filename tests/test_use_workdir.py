@@ -23,7 +23,7 @@ from configs import bert_finetune, causal_lm, default
 from configs.base_config import base_config
 from decoding import generation
 from input_data import squad_features, synthetic
-from models import hf_export, registry
+from models import hf as huggingface, registry
 from models.config import ModelConfig
 from models.decoder_lm import DecoderLM
 from tasks import get_task
@@ -442,7 +442,7 @@ BERT = ModelConfig(vocab_size=40, d_model=32, num_heads=4, d_ff=48,
 @pytest.mark.parametrize('arch', ['BertForPreTraining', 'BertForMaskedLM'])
 def test_export_bert_pretraining_heads(tmp_path, arch):
   params = random_params('bert_pretraining', BERT)
-  hf_export.export_hf_checkpoint(BERT, params, 'bert_pretraining',
+  huggingface.export_hf_checkpoint(BERT, params, 'bert_pretraining',
                                  str(tmp_path), pad_token_id=0)
   model = getattr(transformers, arch).from_pretrained(str(tmp_path)).eval()
   ids = np.array([[2, 5, 6, 7, 1, 0, 0], [2, 9, 8, 7, 6, 5, 1]])
@@ -465,7 +465,7 @@ def test_export_ignores_knobs_that_leave_the_function_alone():
                        ('cpu_bf16_dots', False), ('dropout_bits', 8),
                        ('dtype', 'bfloat16')):
     cfg = ModelConfig(**dict(gpt, **{field: value}))
-    assert hf_export.hf_config(cfg, 'decoder_lm')['n_embd'] == cfg.d_model
+    assert huggingface.hf_config(cfg, 'decoder_lm')['n_embd'] == cfg.d_model
 
 
 def test_export_refuses_what_the_layout_cannot_hold(s2s, tmp_path):
@@ -476,8 +476,8 @@ def test_export_refuses_what_the_layout_cannot_hold(s2s, tmp_path):
        "position_embedding='learned'"),
       ('norm_position', 'post', "model.norm_position='post' cannot")):
     cfg = ModelConfig(**dict(gpt, **{field: value}))
-    with pytest.raises(hf_export.ExportError, match=message):
-      hf_export.hf_config(cfg, 'decoder_lm')
+    with pytest.raises(huggingface.ExportError, match=message):
+      huggingface.hf_config(cfg, 'decoder_lm')
   code, out, err = command('export.py', f'--workdir={s2s[0]}',
                            f'--output={tmp_path}')
   assert code == 1 and not out

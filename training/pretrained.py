@@ -2,7 +2,7 @@
 
 `init_from` is either another run's workdir (its newest orbax checkpoint,
 e.g. pre-training -> fine-tuning) or a Hugging Face-layout directory
-(config.json + safetensors/bin, see models/hf_import.py). Parameters whose
+(config.json + safetensors/bin, see models/hf/). Parameters whose
 path and shape match are taken from the checkpoint; the rest (new heads)
 keep their fresh initialisation.
 """
@@ -13,7 +13,7 @@ from flax import traverse_util
 import jax
 import jax.numpy as jnp
 
-from models import hf_import
+from models import hf
 from training import checkpointing, run_config
 
 # The network family of each config.task: weights move only within one.
@@ -90,8 +90,8 @@ def merge_pretrained(params, pretrained, source: str = 'pretrained'):
   pretrained = _align_backbone(params, dict(pretrained))
   target_flat = traverse_util.flatten_dict(params, sep='/')
   scanned = any('/layers/' in p for p in target_flat)
-  pretrained = hf_import.stack_layers(hf_import.unstack_layers(pretrained)) if scanned else \
-      hf_import.unstack_layers(pretrained)
+  pretrained = hf.stack_layers(hf.unstack_layers(pretrained)) if scanned else \
+      hf.unstack_layers(pretrained)
   source_flat = traverse_util.flatten_dict(pretrained, sep='/')
   restored, kept = [], []
   out = {}
@@ -102,7 +102,7 @@ def merge_pretrained(params, pretrained, source: str = 'pretrained'):
       continue
     value = source_flat[path]
     if tuple(value.shape) != tuple(leaf.shape):
-      raise hf_import.CheckpointMismatchError(
+      raise hf.CheckpointMismatchError(
           f'{source}: parameter {path} has shape {tuple(value.shape)} there '
           f'but {tuple(leaf.shape)} in the model')
     value = jnp.asarray(value, dtype=leaf.dtype)
@@ -111,19 +111,19 @@ def merge_pretrained(params, pretrained, source: str = 'pretrained'):
     out[path] = value
     restored.append(path)
   if not restored:
-    raise hf_import.CheckpointMismatchError(
+    raise hf.CheckpointMismatchError(
         f'{source}: no parameter path in common with the model; model has '
-        f'{hf_import.list_names(target_flat)}, checkpoint has {hf_import.list_names(source_flat)}')
+        f'{hf.list_names(target_flat)}, checkpoint has {hf.list_names(source_flat)}')
   dropped = [p for p in source_flat if p not in target_flat]
   logging.info('restored %d parameter arrays from %s; freshly initialised: '
                '%s; unused from the checkpoint: %s', len(restored), source,
-               hf_import.list_names(kept) if kept else 'none',
-               hf_import.list_names(dropped) if dropped else 'none')
+               hf.list_names(kept) if kept else 'none',
+               hf.list_names(dropped) if dropped else 'none')
   return traverse_util.unflatten_dict(out, sep='/')
 
 
 def restore_hf_checkpoint(params, path: str):
   """params (a fresh init of the model to train) with the parameters of the
   Hugging Face checkpoint at `path` copied in wherever paths match."""
-  return merge_pretrained(params, hf_import.load_hf_checkpoint(path).params,
+  return merge_pretrained(params, hf.load_hf_checkpoint(path).params,
                           source=path)
