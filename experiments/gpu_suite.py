@@ -1,18 +1,25 @@
 r"""GPU figures in one command: MFU, tokens/s and memory of the models
 researchers train on accelerators, against PyTorch at the same shapes.
 
-  python experiments/gpu_suite.py --out=/tmp/gpu_suite     # every row
-  python experiments/gpu_suite.py --only=gpt2_small,torch_gpt2_small_eager
+  python experiments/gpu_suite.py --out=/tmp/gpu_suite  # rows in ROWS order
+  python experiments/gpu_suite.py --only=llama_1b,gpu_tests  # these, in order
   python experiments/gpu_suite.py --tiny --no_torch  # CPU: the script's test
 
 Set-up on a GPU image that has jax (CUDA), flax, optax, orbax, torch and
 transformers but lacks ml_collections and grain (the lent H200 machine:
 their wheels are in ../shared/wheels/py312-x86_64, see its README; copy
-that folder into an ignored folder of the checkout, here `.gpu_wheels`):
+that folder into a folder of the checkout that git ignores, e.g.
+`.gpu_wheels`, which must travel to the GPU machine):
 
   python3 -m pip install -q --no-index --no-deps --target /tmp/site \
       .gpu_wheels/*.whl && export PYTHONPATH=/tmp/site
   python3 experiments/gpu_suite.py --out=$OUT
+
+Every row together takes about 14 minutes on one H200 (the rows' own
+times, recorded in performance.md, are ROWS' `seconds`), more than one
+lent window: the default --budget_s=480 runs the rows in the order of
+ROWS, most needed first, skips those that no longer fit, and the next
+window runs the rest with --only.
 
 It writes `<out>/gpu_suite.md` (a markdown table) and
 `<out>/gpu_suite.json` (the raw figures), both rewritten after every row,
@@ -25,11 +32,13 @@ expected time exceeds what is left of --budget_s is skipped and says so.
 Every row is bf16 compute with float32 parameters and Adam state, with
 dropout off in both contestants (cuDNN attention has no attention
 dropout; nanoGPT and MaxText pre-train without dropout too). Per row:
-  batch       the largest that fits (`fit_batch`: the compiled step's
-              memory_analysis at 8 rows gives the bytes per row, the
-              batch is the most rows under --memory_fraction of the
-              device's memory, rounded down to a multiple of 8, and
-              checked by compiling it) unless the row fixes its batch
+  batch       the row's own (GPT-2 small's 224 is the largest that fit
+              an H200 on 2026-12-04), --batches to change it, or with
+              --search_batch the largest that fits (`fit_batch`: the
+              compiled step's memory_analysis at 8 rows gives the bytes
+              per row, the batch is the most rows under
+              --memory_fraction of the device's memory, rounded down to
+              a multiple of 8, and checked by compiling it)
   step ms     the median of --steps timed steps after --warmup
   tokens/s    batch x sequence / step
   MFU         training/flops.py's model FLOPs per step over the step time,
@@ -47,7 +56,6 @@ the largest half of it that fits). Row `gpu_tests` runs the suite's
 GPU-only tests (tests/gpu_tests.sh). Figures: experiments/performance.md.
 """
 import argparse
-import copy
 import json
 import os
 import pathlib
@@ -65,24 +73,29 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 ROWS = {
     'matmul': dict(kind='matmul', seconds=15),
     'gpt2_small': dict(kind='jax', config=('gpt2_small', None), seq=1024,
+                       batch=224, searchable=True,
                        overrides={'model.attention_impl': 'cudnn'},
-                       seconds=60),
+                       seconds=90),
     'torch_gpt2_small_eager': dict(kind='torch', like='gpt2_small',
-                                   compile=False, seconds=35),
+                                   compile=False, seconds=40),
     'bert_base': dict(kind='jax', config=('bert_pretraining', 'size=base'),
-                      seq=512, overrides={'model.attention_impl': 'cudnn',
-                                          'data.max_predictions': 80},
-                      seconds=50),
+                      seq=512, overrides={
+                          'model.attention_impl': 'cudnn',
+                          # size=base with data=synthetic shrinks both.
+                          'model.vocab_size': 30522, 'model.max_len': 512,
+                          'data.max_predictions': 80},
+                      batch=256, searchable=True, seconds=70),
     'torch_bert_base_eager': dict(kind='torch', like='bert_base',
-                                  compile=False, seconds=35),
+                                  compile=False, seconds=30),
     'gpt2_medium': dict(kind='jax', config=('gpt2_medium', None), seq=1024,
+                        batch=64, searchable=True,
                         overrides={'model.attention_impl': 'cudnn'},
-                        seconds=75),
+                        seconds=105),
     'torch_gpt2_small_compile': dict(
         kind='torch', like='gpt2_small', batch_from='torch_gpt2_small_eager',
-        compile=True, seconds=90),
+        compile=True, seconds=120),
     'llama_1b': dict(kind='jax', config=('llama_1b', None), seq=2048,
-                     batch=8, overrides={}, seconds=80),
+                     batch=8, overrides={}, seconds=110),
     'attention_4096_einsum': dict(
         kind='jax', config=('gpt2_small', None), seq=4096, batch=4,
         overrides={'model.attention_impl': 'einsum', 'model.max_len': 4096},
@@ -96,10 +109,10 @@ ROWS = {
         kind='jax', config=('gpt2_small', None), seq=4096, batch=4,
         overrides={'model.attention_impl': 'cudnn', 'model.max_len': 4096},
         needs_gpu=True, seconds=30),
-    'gpu_tests': dict(kind='tests', seconds=45),
+    'gpu_tests': dict(kind='tests', seconds=60),
     'torch_bert_base_compile': dict(
         kind='torch', like='bert_base', batch_from='torch_bert_base_eager',
-        compile=True, seconds=90),
+        compile=True, seconds=120),
 }
 
 # --tiny: shapes a CPU runs in seconds, to test the script, not to measure.
@@ -132,6 +145,13 @@ def parse_args(argv=None):
                       help='skip rows whose expected seconds exceed what is '
                       'left of this')
   parser.add_argument('--row_timeout_s', type=float, default=240)
+  parser.add_argument('--batches', default='',
+                      help='batches other than the rows\' own, e.g. '
+                      'gpt2_medium=96,bert_base=128')
+  parser.add_argument('--search_batch', action='store_true',
+                      help='find the largest batch that fits for the rows '
+                      'that allow it (fit_batch: two more compiles a row, '
+                      'about 110 s on an H200)')
   parser.add_argument('--memory_fraction', type=float, default=0.85,
                       help='share of device memory the batch search fills')
   parser.add_argument('--child', default='', help=argparse.SUPPRESS)
@@ -148,6 +168,15 @@ def parse_args(argv=None):
   if args.no_torch:
     names = [n for n in names if ROWS[n]['kind'] != 'torch']
   args.rows = names
+  try:
+    args.batch_of = {name: int(batch) for name, batch in (
+        item.split('=') for item in args.batches.split(',') if item)}
+  except ValueError:
+    parser.error(f'--batches={args.batches!r}: expected row=batch,...')
+  wrong = [n for n, b in args.batch_of.items()
+           if n not in ROWS or ROWS[n]['kind'] not in ('jax', 'torch') or b < 1]
+  if wrong:
+    parser.error(f'--batches: {wrong} are not model rows with a batch >= 1')
   return args
 
 
@@ -186,7 +215,8 @@ def run_child(name: str, args, done: dict, timeout: float) -> dict:
              f'--child={name}', f'--child_json={path}',
              f'--steps={args.steps}', f'--warmup={args.warmup}',
              f'--memory_fraction={args.memory_fraction}',
-             f'--out={args.out}'] + (['--tiny'] if args.tiny else [])
+             f'--out={args.out}', f'--batches={args.batches}'] + (
+                 ['--tiny'] if args.tiny else [])
   env = dict(os.environ, GPU_SUITE_CONTEXT=json.dumps(context))
   if ROWS[name]['kind'] in ('jax', 'matmul'):
     env.setdefault('XLA_PYTHON_CLIENT_MEM_FRACTION', '0.95')
@@ -298,11 +328,12 @@ def matmul_row(spec, args, context) -> dict:
       f'{jax.devices()[0].device_kind}'))
 
 
-def row_config(spec, args):
+def row_config(name: str, args):
   """The row's training config, with the suite's settings and --tiny's
   shapes applied."""
   import importlib  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
+  spec = ROWS[name]
   module, arg = spec['config']
   config = importlib.import_module(f'configs.{module}').get_config(arg)
   overrides = {'model.dtype': 'bfloat16', 'model.param_dtype': 'float32',
@@ -310,6 +341,7 @@ def row_config(spec, args):
                'model.activation_dropout_rate': 0.0,
                'parallelism': 'mesh', **spec['overrides']}
   seq, batch = spec['seq'], spec.get('batch', 0)
+  batch = args.batch_of.get(name, batch)
   if args.tiny:
     overrides.update(TINY_MODEL)
     if config.model.get('num_kv_heads'):
@@ -327,6 +359,9 @@ def row_config(spec, args):
   for path, value in overrides.items():
     section, field = path.split('.') if '.' in path else (None, path)
     (config[section] if section else config)[field] = value
+  if seq > config.model.max_len:
+    raise ValueError(f'row {name}: sequence {seq} is longer than '
+                     f'model.max_len={config.model.max_len}')
   config.data.max_length = seq
   config.batch_size = batch or 8
   config.eval_batch_size = config.batch_size
@@ -340,14 +375,14 @@ def jax_row(spec, args, context) -> dict:
   sys.path.insert(0, str(REPO / 'experiments'))
   import benchmark  # pylint: disable=g-import-not-at-top
   from training import flops  # pylint: disable=g-import-not-at-top
-  config, seq, batch = row_config(spec, args)
+  config, seq, batch = row_config(args.child, args)
   if spec.get('needs_gpu') and jax.default_backend() != 'gpu':
     return dict(status='skipped', note='cuDNN attention needs a GPU')
   notes = []
   limit = args.memory_fraction * (
       (jax.devices()[0].memory_stats() or {}).get('bytes_limit', 0))
-  if batch or not limit:  # a fixed batch, or a CPU (no memory limit known)
-    compiled_step = benchmark.compile_step(config)
+  if not (args.search_batch and spec.get('searchable') and limit):
+    compiled_step = benchmark.compile_step(config)  # a CPU has no limit
   else:
     compiled_step, search = fit_batch(config, limit)
     notes.append(search)
@@ -374,8 +409,8 @@ def jax_row(spec, args, context) -> dict:
                 peak_bytes=peak_bytes(compiled))
   result.update(mfus(model_flops / step_s, jax.devices()[0].device_kind
                      if jax.default_backend() == 'gpu' else '', context))
-  if spec.get('batch'):
-    notes.append(f'batch fixed at {spec["batch"]}')
+  if not notes:
+    notes.append(f'batch {config.batch_size} fixed')
   notes.append(f'{config.model.attention_impl} attention, remat '
                f'{config.model.remat_policy}, compile {compile_s:.0f} s, '
                f'loss {loss:.3f}')
@@ -448,13 +483,13 @@ def torch_row(spec, args, context) -> dict:
   fused AdamW, optionally torch.compile."""
   import torch  # pylint: disable=g-import-not-at-top
   from training import flops  # pylint: disable=g-import-not-at-top
-  like = ROWS[spec['like']]
-  config, seq, batch = row_config(like, args)
+  config, seq, batch = row_config(spec['like'], args)
   batches = context.get('batches', {})
   # torch.compile after an out-of-memory would compile again: start at the
   # batch the eager row found to fit.
-  batch = (batches.get(spec.get('batch_from', '')) or batches.get(spec['like'])
-           or batch or 8)
+  batch = (args.batch_of.get(args.child) or
+           batches.get(spec.get('batch_from', '')) or
+           batches.get(spec['like']) or batch or 8)
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
   notes = []
   while True:

@@ -34,7 +34,7 @@ def test_every_row_but_pytorch_runs_and_is_written(tiny_run):
     if name == 'attention_4096_cudnn':  # cuDNN needs a GPU
       assert r['status'] == 'skipped', r
     else:
-      assert r['status'] == 'ok', (name, r)
+      assert r['status'] == 'ok', (name, r.get('note'), r.get('log_tail'))
   assert rows['matmul']['flops_per_s'] > 0
   for name in ('gpt2_small', 'bert_base', 'gpt2_medium', 'llama_1b',
                'attention_4096_einsum', 'attention_4096_blockwise'):
@@ -89,9 +89,8 @@ def test_fit_batch_stays_under_the_limit_and_uses_it():
   a batch whose compiled footprint is under the limit, and more than the
   8-row probe."""
   import benchmark  # pylint: disable=g-import-not-at-top
-  spec = gpu_suite.ROWS['gpt2_small']
   args = gpu_suite.parse_args(['--tiny'])
-  config, _, _ = gpu_suite.row_config(spec, args)
+  config, _, _ = gpu_suite.row_config('gpt2_small', args)
   config.batch_size = 8
   fixed, temp = gpu_suite.footprint(benchmark.compile_step(config)[2])
   limit = fixed + 5 * temp  # temporaries of ~40 rows
