@@ -9,7 +9,9 @@ positions (output tied to the token embedding), as Hugging Face's `gpt2`.
 The default data are the built-in synthetic rows (a smoke run: on an
 accelerator; too slow for 2 CPU cores). For text, set config.data as in
 configs/causal_lm.py with a GPT-2 tokenizer (config.tokenizer.kind='hf_json',
-path=.../tokenizer.json). No measured result is recorded yet. Pre-trained
+path=.../tokenizer.json). No training result is recorded yet; its speed,
+memory and MFU on one H200 (bf16, cuDNN attention) are in
+experiments/performance.md, "GPU (NVIDIA H200)". Pre-trained
 weights in the Hugging Face layout load with
 `models.hf.load_hf_checkpoint` (or `config.init_from`).
 """
