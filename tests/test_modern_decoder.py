@@ -11,6 +11,7 @@ import pytest
 import flax.linen as nn
 from flax import traverse_util
 
+import conftest
 from configs import llama_small
 from models import hf as huggingface, registry
 from models.config import ModelConfig, model_config_from
@@ -219,8 +220,9 @@ def test_llama_small_config_builds_the_llama_decoder():
 
 # ------------------------------------------------------------ HF Llama
 
-torch = pytest.importorskip('torch')
-transformers = pytest.importorskip('transformers')
+torch = conftest.optional_module('torch')
+transformers = conftest.optional_module('transformers')
+needs_torch = conftest.requires(torch=torch, transformers=transformers)
 
 
 def llama_reference(tmp_path, **overrides):
@@ -253,6 +255,7 @@ def padded_batch():
   return np.where(mask == 1, ids, 0), mask
 
 
+@needs_torch
 @pytest.mark.parametrize('overrides', [
     {}, dict(num_key_value_heads=1, tie_word_embeddings=True),
     dict(num_key_value_heads=4, hidden_act='gelu_pytorch_tanh')],

@@ -12,17 +12,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip('torch')
-transformers = pytest.importorskip('transformers')
-from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
-
-from configs import t5_small  # pylint: disable=g-import-not-at-top
+import conftest
+from configs import t5_small
 from decoding import beam_search
 from models import hf as huggingface, registry
 from models.hf import t5 as hf_t5
 from models.config import ModelConfig
 from models.relative_position import relative_position_bucket
 from training import pretrained
+
+torch = conftest.optional_module('torch')
+transformers = conftest.optional_module('transformers')
+needs_torch = conftest.requires(torch=torch, transformers=transformers)
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 VOCAB = 40
@@ -87,6 +88,7 @@ def our_logits(cfg, params, inputs, decoder_ids):
 # ------------------------------------------------------------ buckets
 
 
+@needs_torch
 @pytest.mark.parametrize('bidirectional', [True, False])
 @pytest.mark.parametrize('num_buckets, max_distance', [(32, 128), (8, 20)])
 def test_buckets_equal_transformers(bidirectional, num_buckets, max_distance):
@@ -103,6 +105,7 @@ def test_buckets_equal_transformers(bidirectional, num_buckets, max_distance):
 # ------------------------------------------------------------ import
 
 
+@needs_torch
 def test_import_maps_the_config(checkpoint):
   version, _, path = checkpoint
   cfg, params, name = huggingface.load_hf_checkpoint(path)
@@ -121,6 +124,7 @@ def test_import_maps_the_config(checkpoint):
   assert params['encoder']['relative_attention_bias'].shape == (8, 4)
 
 
+@needs_torch
 def test_logits_equal_transformers(checkpoint):
   _, model, path = checkpoint
   cfg, params, _ = huggingface.load_hf_checkpoint(path)
@@ -131,10 +135,12 @@ def test_logits_equal_transformers(checkpoint):
   np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
 
 
+@needs_torch
 def test_transformers_4_layout_gives_the_same_logits(checkpoint, tmp_path):
   """Files as transformers 4 wrote them: every tied copy (embed_tokens,
   lm_head) stored, and `tie_word_embeddings` alone telling v1.0 from v1.1
   (no `scale_decoder_outputs`)."""
+  from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
   version, model, path = checkpoint
   with open(os.path.join(path, 'config.json')) as f:
     hf = json.load(f)
@@ -153,6 +159,7 @@ def test_transformers_4_layout_gives_the_same_logits(checkpoint, tmp_path):
                              atol=1e-4, rtol=0)
 
 
+@needs_torch
 @pytest.mark.parametrize('overrides', [dict(scan_layers=True),
                                        dict(attention_impl='fused')])
 def test_scanned_or_fused_models_give_the_same_logits(checkpoint, overrides):
@@ -166,6 +173,7 @@ def test_scanned_or_fused_models_give_the_same_logits(checkpoint, overrides):
                              atol=1e-4, rtol=0)
 
 
+@needs_torch
 def test_init_from_copies_every_parameter(checkpoint):
   _, _, path = checkpoint
   cfg, imported, _ = huggingface.load_hf_checkpoint(path)
@@ -178,6 +186,7 @@ def test_init_from_copies_every_parameter(checkpoint):
 # ------------------------------------------------------------ decoding
 
 
+@needs_torch
 def test_cached_greedy_decoding_equals_full_recomputation(checkpoint):
   version, _, path = checkpoint
   if version == '1.1':

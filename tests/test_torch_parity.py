@@ -14,13 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip('torch')
-transformers = pytest.importorskip('transformers')
-
-from models import hf as huggingface  # pylint: disable=g-import-not-at-top
+import conftest
+from models import hf as huggingface
 from models import registry
 from models.config import ModelConfig
 from models.encoder_decoder import EncoderDecoder, shift_right
+
+torch = conftest.optional_module('torch')
+transformers = conftest.optional_module('transformers')
+# Every test here compares against PyTorch.
+pytestmark = conftest.requires(torch=torch, transformers=transformers)
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 ATOL = 1e-4
