@@ -220,7 +220,9 @@ def test_early_stopping_skips_hopeless_steps():
   seqs, _ = bs.beam_search(tokens_to_logits, init_cache(1), batch_size=1, beam_size=2,
                            max_decode_len=10, eos_id=EOS)
   jax.block_until_ready(seqs)
-  assert seqs[0, 0, 0] == EOS and len(calls) <= 3
+  # Step 1 finishes one beam (EOS) and keeps one alive, so filling the
+  # finished set takes a second step: fewer calls mean none were counted.
+  assert seqs[0, 0, 0] == EOS and 2 <= len(calls) <= 3, calls
 
 
 def test_jit_matches_eager():

@@ -4,8 +4,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax.core import meta
 
 from models.config import ModelConfig
+from models.embeddings import (InputEmbedding, TokenEmbedding,
+                               sinusoidal_positions)
 from models.encoder_decoder import EncoderDecoder, shift_right
 
 TINY = dict(vocab_size=20, d_model=32, num_heads=4, d_ff=64, num_layers=2,
@@ -130,16 +133,49 @@ def test_bf16_compute_keeps_fp32_params():
   assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
 
 
+def loss_and_grads(cfg, params, inputs, targets):
+  """Mean cross entropy with dropout on (remat must replay the same
+  masks), and its gradient."""
+  def loss_fn(p):
+    logits = EncoderDecoder(cfg, deterministic=False).apply(
+        {'params': p}, inputs, targets, rngs={'dropout': jax.random.key(7)})
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits, targets).mean()
+  return jax.jit(jax.value_and_grad(loss_fn))(params)
+
+
+@pytest.mark.parametrize('scan_layers', [False, True])
 @pytest.mark.parametrize('remat_policy', ['full', 'save_dots'])
-def test_remat_and_fused_attention_give_the_same_logits(remat_policy):
+def test_remat_gives_the_same_loss_and_gradients(remat_policy, scan_layers):
+  """Remat only recomputes the forward pass inside the backward pass, so
+  the gradients (the only thing it touches) must equal those without it,
+  dropout included."""
+  inputs = jnp.array([[3, 4, 5, 0], [6, 7, 8, 9]])
+  targets = jnp.array([[6, 7, 1], [9, 8, 1]])
+  base_cfg = ModelConfig(**{**TINY, 'dropout_rate': 0.1},
+                         scan_layers=scan_layers)
+  params = init(base_cfg, inputs, targets)
+  base_loss, base_grads = loss_and_grads(base_cfg, params, inputs, targets)
+  loss, grads = loss_and_grads(base_cfg.replace(remat_policy=remat_policy),
+                               params, inputs, targets)
+  np.testing.assert_allclose(loss, base_loss, rtol=1e-6)
+  leaves = jax.tree_util.tree_leaves_with_path(grads)
+  assert len(leaves) == len(jax.tree.leaves(base_grads)) > 20
+  for (path, got), want in zip(leaves, jax.tree.leaves(base_grads)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6,
+                               err_msg=jax.tree_util.keystr(path))
+  # Not all zeros: the comparison above could not pass for a cut graph.
+  assert float(optax.tree.norm(base_grads)) > 0.1
+
+
+def test_fused_attention_gives_the_same_logits():
   inputs, targets = jnp.array([[3, 4, 5, 0]]), jnp.array([[6, 7, 1]])
   base_cfg = ModelConfig(**TINY)
   params = init(base_cfg, inputs, targets)
   base = EncoderDecoder(base_cfg).apply({'params': params}, inputs, targets)
-  for cfg in (base_cfg.replace(remat_policy=remat_policy),
-              base_cfg.replace(attention_impl='fused')):
-    out = EncoderDecoder(cfg).apply({'params': params}, inputs, targets)
-    np.testing.assert_allclose(out, base, atol=1e-5)
+  out = EncoderDecoder(base_cfg.replace(attention_impl='fused')).apply(
+      {'params': params}, inputs, targets)
+  np.testing.assert_allclose(out, base, atol=1e-5)
 
 
 @pytest.mark.parametrize('fields, message', [
@@ -153,3 +189,34 @@ def test_bad_model_config_names_the_field(fields, message):
   with pytest.raises(ValueError) as error:
     ModelConfig(**{**TINY, **fields})
   assert message in str(error.value)
+
+
+def test_sinusoids_are_the_papers_formula():
+  """PE(pos, 2i) = sin(pos / 10000^(2i / d)), PE(pos, 2i + 1) = cos(...),
+  section 3.5 of Vaswani et al. 2017."""
+  d_model = 16
+  table = sinusoidal_positions(64, d_model)
+  assert table.shape == (64, d_model)
+  for pos in (0, 1, 5, 63):
+    for i in range(d_model // 2):
+      angle = pos / 10000 ** (2 * i / d_model)
+      assert table[pos, 2 * i] == pytest.approx(np.sin(angle), abs=1e-6)
+      assert table[pos, 2 * i + 1] == pytest.approx(np.cos(angle), abs=1e-6)
+  assert table[1, 0] == pytest.approx(0.841471, abs=1e-6)  # sin(1)
+
+
+@pytest.mark.parametrize('scale_embedding', [True, False])
+def test_input_embedding_is_scaled_tokens_plus_sinusoids(scale_embedding):
+  """The encoder's input: the token's row times sqrt(d_model) (section
+  3.4), plus the sinusoid of its position."""
+  cfg = ModelConfig(**TINY, scale_embedding=scale_embedding)
+  ids = jnp.array([[3, 4, 5, 3]])
+  positions = jnp.array([[0, 1, 2, 7]])
+  module = InputEmbedding(cfg, tokens=TokenEmbedding(cfg))
+  variables = module.init(jax.random.key(0), ids, positions)
+  table = np.asarray(meta.unbox(variables['params'])['tokens']['embedding'])
+  out = module.apply(variables, ids, positions)
+  scale = np.sqrt(32.0) if scale_embedding else 1.0
+  expected = (table[ids[0]] * scale
+              + sinusoidal_positions(16, 32)[positions[0]])
+  np.testing.assert_allclose(out[0], expected, rtol=1e-6, atol=1e-6)

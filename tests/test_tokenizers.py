@@ -1,13 +1,18 @@
 """Tokenizer round trips on Multi30k and on the real MiniLM WordPiece vocab."""
 
+import json
 import os
 import pathlib
+import shutil
 import unicodedata
 
 import pytest
 
+import conftest
 from input_data import text_sources, tokenizers
 from configs.base_config import tokenizer_config
+
+transformers = conftest.optional_module('transformers')
 
 DATA_DIR = os.environ.get(
     'DATA_DIR', str(pathlib.Path(__file__).resolve().parents[1].parent /
@@ -127,3 +132,38 @@ def test_char_tokenizer(tmp_path):
 def test_unknown_kind():
   with pytest.raises(ValueError, match='config.tokenizer.kind'):
     tokenizers.build_tokenizer(tokenizer_config(kind='x'), '')
+
+
+@conftest.requires(transformers=transformers)
+@pytest.mark.parametrize('with_config', [True, False],
+                         ids=['config_beside', 'json_alone'])
+def test_hf_json_tokenizer_exports_for_auto_tokenizer(tmp_path, with_config):
+  """kind='hf_json': export copies the tokenizer.json, with the
+  tokenizer_config.json beside it if there is one (else one naming
+  PreTrainedTokenizerFast), and transformers.AutoTokenizer then encodes as
+  the run did."""
+  source = tmp_path / 'source'
+  source.mkdir()
+  names = ['tokenizer.json'] + (['tokenizer_config.json'] if with_config
+                                else [])
+  for name in names:
+    shutil.copyfile(os.path.join(minilm_dir(), name), source / name)
+  cfg = tokenizer_config(kind='hf_json', path=str(source / 'tokenizer.json'))
+  output = tmp_path / 'export'
+  output.mkdir()
+  files = tokenizers.save_for_transformers(cfg, '', str(output),
+                                           model_max_length=64)
+  assert files == ['tokenizer.json', 'tokenizer_config.json']
+  assert (output / 'tokenizer.json').read_bytes() == (
+      source / 'tokenizer.json').read_bytes()
+  written = json.loads((output / 'tokenizer_config.json').read_text())
+  if not with_config:
+    assert written == {'model_max_length': 64,
+                       'tokenizer_class': 'PreTrainedTokenizerFast'}
+  ours = tokenizers.build_tokenizer(cfg, '')
+  theirs = transformers.AutoTokenizer.from_pretrained(str(output))
+  s = 'Two young, White males are outside near many bushes.'
+  ids = ours.encode(s)
+  assert 5 < len(ids) < 20  # not the file's fixed padding to 128
+  assert theirs(s, add_special_tokens=False)['input_ids'] == ids
+  assert theirs.decode(ids) == ours.decode(ids) == s.lower()
