@@ -333,6 +333,28 @@ def jax_leaves(tree):
   return [np.asarray(x) for x in flat(tree).values()]
 
 
+def test_save_that_outlasts_checkpoint_timeout_s_ends_the_wait(tmp_path,
+                                                              monkeypatch):
+  """A background save still running `checkpoint_timeout_s` after the wait
+  began (a hung file system) ends it with an error naming the step, the
+  directory and the setting, instead of hanging the run."""
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=2,
+                                            timeout_s=1)
+  checkpointer.save(7, {'w': jnp.arange(4.0)}, {'position': 1})
+  monkeypatch.setattr(checkpointer.manager, 'is_saving_in_progress',
+                      lambda: True)  # the save never ends
+  start = time.monotonic()
+  with pytest.raises(checkpointing.CheckpointSaveError, match=re.escape(
+      f'saving checkpoint [7] in {tmp_path}/checkpoints did not finish '
+      'within 1 s (config.checkpoint_timeout_s)')):
+    checkpointer.wait()
+  assert 1 <= time.monotonic() - start < 30
+  monkeypatch.undo()  # the real save ends, and is then durable
+  checkpointer.wait()
+  assert os.path.exists(tmp_path / 'checkpoints' / '7' / checkpointing.MANIFEST)
+  checkpointer.manager.close()
+
+
 def test_checkpoint_directory_that_cannot_be_read_is_one_line(tmp_path):
   workdir = tmp_path / 'w'
   workdir.mkdir()
