@@ -30,8 +30,7 @@ import logging
 
 from models.config import ModelConfig
 from models.hf import bert, gpt2, llama, marian, t5
-from models.hf.files import read_hf_config, read_state_dict
-from models.hf.files import write_checkpoint
+from models.hf.files import read_hf_config, read_state_dict, write_checkpoint
 from models.hf.tensor_rules import (CheckpointMismatchError, ExportError,
                                     HFCheckpoint, list_names, stack_layers,
                                     unstack_layers)
