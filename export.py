@@ -21,6 +21,7 @@ Marian's 1e-5) fails in one line naming the field.
 import os
 
 from absl import app
+from absl import flags
 from absl import logging
 
 import train
@@ -36,6 +37,19 @@ def _token_ids(run) -> dict:
   if run.task.model_name == 'encoder_decoder':  # padding is 0 by design
     return dict(eos_token_id=tokenizer.eos_id)
   return dict(pad_token_id=tokenizer.pad_id)
+
+
+def check_output(output: str | None, workdir: str):
+  """--output must name a directory to write that is not the run's own
+  (its config.json would be overwritten) nor a file."""
+  if not output:
+    raise ValueError('--output is required')
+  if os.path.exists(output) and not os.path.isdir(output):
+    raise ValueError(f'--output={output} is a file; give a directory')
+  if os.path.realpath(output) == os.path.realpath(workdir):
+    raise ValueError(f'--output={output} is the run\'s --workdir: export '
+                     "would overwrite the run's config.json; give another "
+                     'directory')
 
 
 def export_run(run: trained_run.TrainedRun, output: str) -> list[str]:
@@ -57,8 +71,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
 
   def command():
-    if not trained_run.OUTPUT.value:
-      raise ValueError('--output is required')
+    check_output(trained_run.OUTPUT.value, flags.FLAGS.workdir)
     run = trained_run.from_flags()
     files = export_run(run, trained_run.OUTPUT.value)
     arch = hf.architecture(run.task.model_config, run.task.model_name)

@@ -20,6 +20,7 @@ Newlines inside an output are written as '\n' to keep one line per input.
 """
 import functools
 import json
+import os
 import sys
 
 from absl import app
@@ -76,6 +77,18 @@ def read_inputs(path: str) -> list[str]:
   if not any(l.strip() for l in lines):
     raise ValueError(f'--input={path}: no input (the file is empty)')
   return lines
+
+
+def check_output(path: str):
+  """Fails in one line, before any prediction is made, if --output cannot
+  be a file: a directory, or in a directory that does not exist."""
+  if path == '-':
+    return
+  if os.path.isdir(path):
+    raise ValueError(f'--output={path} is a directory; give a file name')
+  parent = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(parent):
+    raise ValueError(f'--output={path}: directory {parent} does not exist')
 
 
 def _one_line(text: str) -> str:
@@ -271,6 +284,8 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
 
   def command():
+    output = trained_run.OUTPUT.value or '-'
+    check_output(output)
     lines = read_inputs(_INPUT.value)
     if _BATCH_SIZE.value < 1 or _MAX_NEW_TOKENS.value < 0:
       raise ValueError('--inputs_per_batch must be >= 1 and --max_new_tokens '
@@ -278,12 +293,15 @@ def main(argv):
     run = trained_run.from_flags(_with_start_text)
     outputs = predict_lines(run, lines, **_options(run.config.task))
     text = ''.join(o + '\n' for o in outputs)
-    output = trained_run.OUTPUT.value or '-'
     if output == '-':
       sys.stdout.write(text)
     else:
-      with open(output, 'w', encoding='utf-8') as f:
-        f.write(text)
+      try:
+        with open(output, 'w', encoding='utf-8') as f:
+          f.write(text)
+      except OSError as e:
+        raise ValueError(f'--output={output} cannot be written: '
+                         f'{e.strerror or e}') from None
 
   trained_run.run_command(command)
 

@@ -26,7 +26,6 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 import optuna
-import sqlalchemy
 
 from sweeping import report as report_lib
 from sweeping import spec as spec_lib
@@ -43,7 +42,10 @@ _WORKERS = flags.DEFINE_integer('workers', 1, 'Trials at once on this '
                                 'machine; the local devices are split.')
 _STORAGE = flags.DEFINE_string(
     'storage', '', 'Optuna storage URL or journal file path; default '
-    'sqlite:///WORKDIR/study.db.')
+    'sqlite:///WORKDIR/study.db. A password in the URL is never printed '
+    '(shown as ***), but it shows in `ps`: leave it out '
+    '(postgresql://user@host/db) and give it to PostgreSQL through '
+    'PGPASSWORD or ~/.pgpass instead.')
 _STUDY_NAME = flags.DEFINE_string('study_name', '', 'Default: the '
                                   "workdir's name.")
 _REPORT = flags.DEFINE_bool('report', False, 'Write the report of the '
@@ -88,8 +90,12 @@ def main(argv):
                            spec.fingerprint()])
   if _REPORT.value:
     sys.exit(write_report(spec, workdir, name))
-  os.makedirs(workdir, exist_ok=True)
-  storage = open_storage(workdir)
+  if _STORAGE.value:  # a bad URL fails before the workdir exists
+    storage = open_storage(workdir)
+    make_workdir(workdir)
+  else:
+    make_workdir(workdir)
+    storage = open_storage(workdir)
   try:
     study_lib.open_study(storage, name, spec, fingerprint,
                          study_lib.make_sampler(spec), pruner)
@@ -124,13 +130,21 @@ def main(argv):
     sys.exit(exit_codes.EXIT_STOPPED)
 
 
+def make_workdir(workdir: str):
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    sys.exit(f'error: --workdir={workdir} cannot be made: '
+             + ('it is a file' if os.path.isfile(workdir) else
+                str(e.strerror or e)))
+
+
 def open_storage(workdir: str):
   url = _STORAGE.value or f'sqlite:///{os.path.join(workdir, "study.db")}'
   try:
-    return study_lib.make_storage(url, _HEARTBEAT.value)
-  except (ImportError, sqlalchemy.exc.SQLAlchemyError, OSError) as e:
-    sys.exit(f'error: --storage={url}: ' + ' '.join(
-        str(getattr(e, 'orig', None) or e).split())[:300])
+    return study_lib.open_storage(url, _HEARTBEAT.value)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
 
 
 def write_report(spec, workdir: str, name: str, storage=None):

@@ -191,8 +191,17 @@ def check_workdir(workdir: str):
       f.write('ok')
     os.remove(probe)
   except OSError as e:
-    raise ValueError(f'--workdir={workdir} cannot be written: '
-                     f'{e.strerror or e}') from None
+    reason = ('it is a file, not a directory' if os.path.isfile(workdir)
+              else e.strerror or e)
+    raise ValueError(f'--workdir={workdir} cannot be written: {reason}'
+                     ) from None
+
+
+def remove_unused_workdir(workdir: str):
+  """Removes a workdir that this run found empty or absent, after bad input
+  that shows only once the run is set up (its data, its tokenizer) and
+  before any step: a failed first run leaves nothing behind."""
+  shutil.rmtree(workdir, ignore_errors=True)
 
 
 def initial_state(task, optimizer, config, dp) -> TrainState:
@@ -289,6 +298,7 @@ def train_and_evaluate(config, workdir: str,
   """
   base_config.validate(config, config.num_devices or jax.device_count())
   task = get_task(config)
+  task.check_positions()
   dp = make_parallel(config, task)
   dp.check_batch_size(config.batch_size, 'batch_size')
   dp.check_batch_size(config.eval_batch_size, 'eval_batch_size')
@@ -298,16 +308,27 @@ def train_and_evaluate(config, workdir: str,
                      ' microbatches on every device')
   if config.init_from:
     pretrained.check_init_from(config.init_from, config.task)
+  fresh = not os.path.isdir(workdir) or not os.listdir(workdir)
   check_workdir(workdir)
+  started = []  # _train appends once the steps begin
   try:
-    with workdir_lock.hold(workdir, jax.process_index(), log), \
-        stop_signals.StopSignals() as signals:
-      return _train(config, workdir, task, dp, stop_at_step, signals)
-  except (OSError, checkpointing.CheckpointSaveError) as e:
-    raise ValueError(io_error_line(workdir, e)) from e
+    try:
+      with workdir_lock.hold(workdir, jax.process_index(), log), \
+          stop_signals.StopSignals() as signals:
+        return _train(config, workdir, task, dp, stop_at_step, signals,
+                      started)
+    except (OSError, checkpointing.CheckpointSaveError) as e:
+      raise ValueError(io_error_line(workdir, e)) from e
+  except workdir_lock.WorkdirLocked:
+    raise  # another run's workdir: not ours to tidy
+  except ValueError:
+    if fresh and not started:  # bad data or tokenizer, found at setup
+      remove_unused_workdir(workdir)
+    raise
 
 
-def _train(config, workdir, task, dp, stop_at_step, signals) -> TrainResult:
+def _train(config, workdir, task, dp, stop_at_step, signals,
+           started: list) -> TrainResult:
   """The run itself, inside the workdir's lock and the signal handlers."""
   optimizer, schedule = optimizers.make_optimizer(config.optimizer,
                                                   config.num_train_steps)
@@ -317,6 +338,7 @@ def _train(config, workdir, task, dp, stop_at_step, signals) -> TrainResult:
     state = initial_state(task, optimizer, config, dp)
     abstract = dp.abstract_state(state)
     if checkpointer.all_steps():  # a resume: the same model and config
+      run_config.check_task(workdir, config)
       checkpointer.check_newest_shapes(abstract)  # names the parameter
       run_config.check_resume(workdir, config, base_config.base_config())
     if jax.process_index() == 0:
@@ -334,6 +356,7 @@ def _train(config, workdir, task, dp, stop_at_step, signals) -> TrainResult:
       return TrainResult({}, {}, jax.tree.map(parallel.host_copy, state))
     loop = TrainLoop(config, task, dp, optimizer, schedule, checkpointer,
                      MetricsWriter(workdir, start_step=start), signals)
+    started.append(start)
     try:
       return loop.run(dp.place_state(state), train_iter, start, stop)
     finally:
@@ -500,6 +523,8 @@ def io_error_line(workdir: str, error: BaseException) -> str:
 
 def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes
+  if not _TRACEBACK.value:  # a failed save is reported in one line
+    checkpointing.quiet_orbax_errors()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if _COORDINATOR.value:

@@ -82,6 +82,8 @@ def run_command(command: Callable[[], None]):
   exit code 1 (the traceback with --show_traceback)."""
   if not flags.FLAGS.workdir:
     sys.exit('error: --workdir is required')
+  if not flags.FLAGS.show_traceback:  # orbax's errors are raised to us too
+    checkpointing.quiet_orbax_errors()
   try:
     command()
   except (ValueError, OSError) as e:

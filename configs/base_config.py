@@ -241,6 +241,7 @@ def validate(config, num_devices: int | None = None):
   """Raises ValueError naming the first field whose value cannot work;
   with `num_devices` (train.py's check of this machine), also a config.mesh
   that does not fit them and an attention this backend cannot run."""
+  check_sub_configs(config)
   for name, low in _AT_LEAST.items():
     value = _get(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -275,6 +276,34 @@ def validate(config, num_devices: int | None = None):
   check_mesh(config, num_devices)
   if num_devices is not None:
     check_backend(config, jax.default_backend())
+
+
+# Sub-configs whose every field is declared here; an experiment changes
+# their values, never their set of fields (mesh may name fewer axes).
+_SUB_CONFIGS = ('model', 'data', 'tokenizer', 'optimizer', 'decode')
+
+
+def check_sub_configs(config):
+  """Fails in one line naming a declared sub-config that a config file
+  replaced by one missing declared fields or adding others (e.g.
+  `config.tokenizer = dict(kind='wordpiece')`), which would otherwise fail
+  later as a bare KeyError of the first field read."""
+  declared = base_config()
+  for name in _SUB_CONFIGS:
+    value = config.get(name) if hasattr(config, 'get') else None
+    if not isinstance(value, (ml_collections.ConfigDict, dict)):
+      raise ValueError(f'config.{name} is {type(value).__name__}, not the '
+                       f'declared sub-config (configs/base_config.py)')
+    missing = [k for k in declared[name] if k not in value]
+    unknown = [k for k in value if k not in declared[name]]
+    if missing or unknown:
+      problem = '; '.join(filter(None, [
+          missing and 'lacks ' + ', '.join(missing),
+          unknown and 'has undeclared ' + ', '.join(unknown)]))
+      raise ValueError(
+          f'config.{name} {problem}: a config file replaced the declared '
+          f'sub-config; set its fields instead (config.{name}.update(...) '
+          f'or config.{name}.<field> = ...)')
 
 
 def check_backend(config, backend: str):

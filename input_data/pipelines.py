@@ -115,7 +115,9 @@ def _train(source: Sequence, fn: Callable, cfg, *, seed, host, batch_size,
   index, count = host
   ds = grain.MapDataset.source(source)[index::count]
   if not len(ds):
-    raise text_sources.DataError(f'host {index} of {count} has no examples')
+    raise text_sources.DataError(
+        f'host {index} of {count} has no examples: the split has '
+        f'{len(source)} for {count} hosts')
   ds = ds.seed(seed).shuffle().repeat(cfg.num_epochs)
   ds = ds.random_map(fn) if use_random else ds.map(fn)
   it = ds.to_iter_dataset(grain.ReadOptions(

@@ -40,12 +40,17 @@ class DataError(ValueError):
 
 def resolve_data_dir(data_dir: str, key: str = 'config.data.data_dir') -> str:
   """Returns `data_dir` if it is a directory, else names `key` in the error."""
-  if not data_dir or not os.path.isdir(data_dir):
+  if not data_dir:
+    raise DataError(f'{key} is empty: set DATA_DIR (e.g. DATA_DIR=../shared/'
+                    f'data) or --{key}=<the data sets\' directory>')
+  if not os.path.isdir(data_dir):
     raise DataError(f'{key}: directory {data_dir} does not exist')
   return data_dir
 
 
 def _read_bytes(path: str) -> bytes:
+  if os.path.isdir(path):
+    raise DataError(f'{path}: is a directory, not a file')
   if not os.path.isfile(path):
     raise DataError(f'{path}: file does not exist')
   opener = gzip.open if path.endswith('.gz') else open
@@ -128,14 +133,52 @@ def read_squad(path: str) -> list[dict[str, Any]]:
   `context`), as in the official file.
   """
   try:
-    articles = json.loads(read_text(path))['data']
-  except (json.JSONDecodeError, KeyError) as e:
-    raise DataError(f'{path}: not SQuAD JSON ({e})') from e
-  return [{'id': qa['id'], 'title': art.get('title', ''),
-           'context': para['context'], 'question': qa['question'],
-           'answers': qa.get('answers', [])}
-          for art in articles for para in art['paragraphs']
-          for qa in para['qas']]
+    articles = json.loads(read_text(path))
+  except json.JSONDecodeError as e:
+    raise DataError(f'{path}: not JSON (line {e.lineno}: {e.msg})') from e
+  if not isinstance(articles, dict) or not isinstance(
+      articles.get('data'), list):
+    raise DataError(f'{path}: not SQuAD JSON (no "data" list of articles)')
+  examples = []
+  for a, art in enumerate(articles['data']):
+    where = f'{path}: article {a}'
+    for p, para in enumerate(_squad_list(art, 'paragraphs', where)):
+      where = f'{path}: article {a} paragraph {p}'
+      context = _squad_text(para, 'context', where)
+      for q, qa in enumerate(_squad_list(para, 'qas', where)):
+        where = f'{path}: article {a} paragraph {p} question {q}'
+        examples.append({
+            'id': str(_squad_text(qa, 'id', where)),
+            'title': art.get('title', ''), 'context': context,
+            'question': _squad_text(qa, 'question', where),
+            'answers': _squad_answers(qa, where)})
+  if not examples:
+    raise DataError(f'{path}: no questions (SQuAD JSON whose paragraphs '
+                    'have no "qas")')
+  return examples
+
+
+def _squad_list(item, key: str, where: str) -> list:
+  if not isinstance(item, dict) or not isinstance(item.get(key), list):
+    raise DataError(f'{where} has no "{key}" list')
+  return item[key]
+
+
+def _squad_text(item, key: str, where: str):
+  if not isinstance(item, dict) or not isinstance(item.get(key),
+                                                  (str, int)):
+    raise DataError(f'{where} has no "{key}"')
+  return item[key]
+
+
+def _squad_answers(qa: dict, where: str) -> list:
+  answers = qa.get('answers', [])
+  if not isinstance(answers, list) or not all(
+      isinstance(x, dict) and isinstance(x.get('text'), str) and
+      isinstance(x.get('answer_start'), int) for x in answers):
+    raise DataError(f'{where}: "answers" must be a list of {{"text", '
+                    '"answer_start"}')
+  return answers
 
 
 def read_hf_dataset(name: str, split: str, config_name: str | None = None
@@ -225,4 +268,19 @@ def load_split(data_config: ml_collections.ConfigDict, split: str
       raise DataError(f'config.data.format: unknown format {fmt!r}')
   if cfg.max_examples:
     examples = examples[:cfg.max_examples]
+  if not examples:
+    raise DataError(f'split {split!r} of {_describe_source(cfg, split)} has '
+                    'no examples' + (f' (config.data.split_fractions='
+                                     f'{dict(cfg.split_fractions)})'
+                                     if cfg.split_fractions else ''))
   return examples
+
+
+def _describe_source(cfg, split: str) -> str:
+  """The file(s) or data set a split is read from, for messages."""
+  if cfg.format == 'hf':
+    return f'config.data.hf_name={cfg.hf_name!r}'
+  patterns = ([cfg.inputs_pattern, cfg.targets_pattern]
+              if cfg.format == 'parallel' else [cfg.file_pattern])
+  return ', '.join(os.path.join(cfg.data_dir, p.format(split=split))
+                   for p in patterns)

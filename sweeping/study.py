@@ -59,6 +59,46 @@ def make_storage(url: str, heartbeat_s: int):
       time.sleep(1 + random.random())
 
 
+def open_storage(url: str, heartbeat_s: int):
+  """make_storage, with a storage that cannot be opened reported as a
+  ValueError of one line naming the URL, its password hidden."""
+  try:
+    return make_storage(url, heartbeat_s)
+  except (ImportError, sqlalchemy.exc.SQLAlchemyError, OSError,
+          ValueError) as e:
+    reason = ' '.join(str(getattr(e, 'orig', None) or e).split())[:300]
+    raise ValueError(f'--storage={redact(url)}: '
+                     + hide_password(reason, url)) from None
+
+
+def redact(url: str) -> str:
+  """`url` with its password as '***', for anything printed or written
+  (a journal file path is returned as it is)."""
+  if '://' not in url:
+    return url
+  try:
+    parsed = sqlalchemy.engine.make_url(url)
+  except (sqlalchemy.exc.ArgumentError, ValueError):
+    # Not parseable: hide whatever sits between 'user:' and '@'.
+    scheme, _, rest = url.partition('://')
+    userinfo, at, host = rest.rpartition('@')
+    if at and ':' in userinfo:
+      userinfo = userinfo.split(':', 1)[0] + ':***'
+    return f'{scheme}://{userinfo}{at}{host}'
+  return parsed.render_as_string(hide_password=True)
+
+
+def hide_password(text: str, url: str) -> str:
+  """`text` (e.g. a driver's error) with `url`'s password replaced."""
+  try:
+    password = sqlalchemy.engine.make_url(url).password if '://' in url \
+        else None
+  except (sqlalchemy.exc.ArgumentError, ValueError):
+    password = None
+  text = text.replace(url, redact(url))
+  return text.replace(password, '***') if password else text
+
+
 def has_heartbeat(storage) -> bool:
   return isinstance(storage, optuna.storages.RDBStorage)
 

@@ -48,6 +48,27 @@ class Task(abc.ABC):
         {'params': params}, *args, rngs={'dropout': rng} if train else {},
         **kwargs)
 
+  def row_lengths(self) -> dict[str, int]:
+    """The longest rows the config feeds the network, by the config field
+    that sets each and its value: {'config.data.max_length=128': 128}."""
+    length = self.config.data.max_length
+    return {f'config.data.max_length={length}': length}
+
+  def check_positions(self):
+    """Fails in one line if rows are longer than the position table: a
+    position past it reads NaN (jnp.take fills out-of-range rows), which
+    would surface only as a 'diverged' run at step 1."""
+    cfg = self.model_config
+    if cfg.position_embedding not in ('learned', 'sinusoidal'):
+      return  # rotary, relative and no positions have no table
+    for field, length in self.row_lengths().items():
+      if length > cfg.max_len:
+        raise ValueError(
+            f'{field} gives rows of {length} positions but '
+            f'config.model.max_len={cfg.max_len} ({cfg.position_embedding} '
+            f'positions) holds only {cfg.max_len}: raise config.model.max_len'
+            ' or shorten the rows')
+
   # Loss and predictions ----------------------------------------------------
   @abc.abstractmethod
   def loss_sums(self, params, batch, rng, train: bool) -> dict:

@@ -52,6 +52,20 @@ class Seq2SeqTask(Task):
     return data.max_len + 1 if data.source == 'synthetic' else (
         data.max_target_length)
 
+  def row_lengths(self):
+    data, lengths = self.config.data, {}
+    if data.source == 'synthetic':  # targets: the reversed tokens and EOS
+      lengths[f'config.data.max_len={data.max_len}'] = data.max_len + 1
+    else:
+      lengths[f'config.data.max_input_length={data.max_input_length}'] = (
+          data.max_input_length)
+      lengths[f'config.data.max_target_length={data.max_target_length}'] = (
+          data.max_target_length)
+    decode_len = self.config.decode.max_decode_len
+    if decode_len:
+      lengths[f'config.decode.max_decode_len={decode_len}'] = decode_len
+    return lengths
+
   # Loss --------------------------------------------------------------------
   def loss_sums(self, params, batch, rng, train: bool):
     extras = {arg: batch[key] for key, arg in _PACKING_INPUTS.items()

@@ -12,9 +12,11 @@ the evaluate / predict / export commands.
 """
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
+import traceback
 
 import jax
 import numpy as np
@@ -31,6 +33,48 @@ class ShapeMismatch(ValueError):
 
 class CheckpointSaveError(ValueError):
   """A background save failed or did not finish in time."""
+
+
+class OrbaxErrorLog(logging.Filter):
+  """Keeps orbax's own ERROR records (a failed background save, logged
+  with its whole traceback: 358 lines for a full disk) off the console.
+  Every such failure is raised again by `Checkpointer.poll`/`wait`, which
+  train.py reports in one line; `last` keeps the newest record's gist for
+  the failures orbax only logs."""
+
+  def __init__(self):
+    super().__init__()
+    self.last = ''
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    orbax = f'{os.sep}orbax{os.sep}'
+    # asyncio reports orbax's unawaited failed writes at exit, as
+    # 'Task exception was never retrieved' with the task's orbax coroutine.
+    if record.levelno >= logging.ERROR and (
+        orbax in record.pathname or (record.name == 'asyncio' and
+                                     orbax in _text_of(record))):
+      self.last = first_line(record.getMessage())
+      return False
+    return True
+
+
+def _text_of(record: logging.LogRecord) -> str:
+  """A record's message with its traceback, if any."""
+  text = record.getMessage()
+  if record.exc_info and record.exc_info[0]:
+    text += ''.join(traceback.format_exception(*record.exc_info))
+  return text
+
+
+ORBAX_ERRORS = OrbaxErrorLog()
+
+
+def quiet_orbax_errors():
+  """Installs ORBAX_ERRORS on the root logger's handlers (absl's among
+  them), where every logger's records end; --show_traceback leaves it out."""
+  for handler in logging.getLogger().handlers:
+    if ORBAX_ERRORS not in handler.filters:
+      handler.addFilter(ORBAX_ERRORS)
 
 
 class Checkpointer:
@@ -97,8 +141,9 @@ class Checkpointer:
     # newest save must exist (max_to_keep deletes only older ones).
     newest = os.path.join(self.directory, str(self._unlisted[-1]))
     if not os.path.isdir(newest):
-      raise CheckpointSaveError(f'saving checkpoint {newest} failed (see '
-                                'the log above)')
+      raise CheckpointSaveError(
+          f'saving checkpoint {newest} failed: '
+          f'{ORBAX_ERRORS.last or "see the log above"}')
     self._write_manifests()
 
   def wait(self):

@@ -71,10 +71,24 @@ def load(workdir: str, base: ml_collections.ConfigDict
   path = os.path.join(workdir, FILENAME)
   if not os.path.exists(path):
     raise ValueError(f'{workdir} has no {FILENAME}: not a training workdir')
-  with open(path, encoding='utf-8') as f:
-    saved = json.load(f)
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ValueError(f'{path} cannot be read: {e}') from None
+  flat = flatten(saved) if isinstance(saved, dict) else {}
+  # Every field of a run's config.json is declared (save() wrote them all,
+  # and fields are only ever added to the base): any other key means the
+  # file is another program's, e.g. a Hugging Face export's config.json.
+  declared = flatten(base)
+  unknown = [k for k in flat if k not in declared and not any(
+      k.startswith(d + '.') for d in declared)]
+  if not flat or unknown:
+    raise ValueError(
+        f'{path} is not the config.json of a run of train.py (' +
+        (f'unknown field {unknown[0]!r}' if unknown else 'no fields') + ')')
   with base.unlocked(), base.ignore_type():
-    base.update_from_flattened_dict(flatten(saved))
+    base.update_from_flattened_dict(flat)
   return base
 
 
@@ -93,13 +107,26 @@ def load_or(workdir: str, base: ml_collections.ConfigDict,
   (evaluate, predict, export): its config.json, or `fallback` (a --config
   on their command line) for a run that has none."""
   if not os.path.isdir(workdir):
-    raise ValueError(f'--workdir={workdir} does not exist')
+    raise ValueError(f'--workdir={workdir} ' + (
+        'is a file, not a training workdir' if os.path.exists(workdir)
+        else 'does not exist'))
   if os.path.exists(os.path.join(workdir, FILENAME)):
     return load(workdir, base)
   if fallback is None:
     raise ValueError(f'--workdir={workdir} has no {FILENAME}; give the '
                      "run's --config=")
   return fallback
+
+
+def check_task(workdir: str, config):
+  """Fails in one line if the run in `workdir` trains another task: a
+  workdir mixed up with another experiment's, which the checkpoint's
+  shapes would otherwise report as a missing optimizer entry."""
+  saved = load_flat(workdir)
+  if saved is not None and saved.get('task', config.task) != config.task:
+    raise ValueError(
+        f"{workdir} holds a run of task {saved['task']!r} but this config "
+        f'trains {config.task!r}; use another --workdir for a new run')
 
 
 def check_resume(workdir: str, config, base: ml_collections.ConfigDict):
