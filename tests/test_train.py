@@ -20,20 +20,19 @@ from training.metrics_writer import read_metrics
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# A tiny reversal run: 6 steps, 8 examples per device on 8 devices. As
+# dotted config names, so that the train.py processes below get the same.
+TINY = {'model.d_model': 32, 'model.d_ff': 64, 'batch_size': 16,
+        'eval_batch_size': 16, 'data.num_eval_examples': 20,
+        'num_train_steps': 6, 'log_every': 1, 'eval_every': 6,
+        'checkpoint_every': 3,
+        'decode.beam_size': 0,  # these tests are about training, not decoding
+        'optimizer.warmup_steps': 2}
+
+
 def tiny_config(**overrides):
   config = default.get_config()
-  config.model.d_model = 32
-  config.model.d_ff = 64
-  config.batch_size = 16
-  config.eval_batch_size = 16
-  config.data.num_eval_examples = 20
-  config.num_train_steps = 6
-  config.log_every = 1
-  config.eval_every = 6
-  config.checkpoint_every = 3
-  config.decode.beam_size = 0  # these tests are about training, not decoding
-  config.optimizer.warmup_steps = 2
-  config.update_from_flattened_dict(overrides)  # dotted names
+  config.update_from_flattened_dict({**TINY, **overrides})  # dotted names
   return config
 
 
@@ -48,19 +47,43 @@ def run(tmp_path, name, **overrides):
   return workdir, result
 
 
-def test_eight_devices_match_one_device_for_pmap_and_mesh(tmp_path):
-  one, _ = run(tmp_path, 'one', num_devices=1)
-  pmap8, _ = run(tmp_path, 'pmap8', parallelism='pmap')
-  mesh8, _ = run(tmp_path, 'mesh8', parallelism='mesh')
+@pytest.fixture(scope='module')
+def shared_run(tmp_path_factory):
+  """(**overrides) -> (workdir, result) of tiny_config(**overrides), trained
+  once for the module: several tests compare against the same runs. Their
+  workdirs are only read."""
+  done = {}
+
+  def get(**overrides):
+    key = tuple(sorted(overrides.items()))
+    if key not in done:
+      workdir = str(tmp_path_factory.mktemp('shared_run'))
+      done[key] = workdir, train.train_and_evaluate(tiny_config(**overrides),
+                                                    workdir)
+    return done[key]
+  return get
+
+
+@pytest.fixture(scope='module')
+def one_device_losses(shared_run):
+  """The train losses of the run on one device: every other device count
+  and process count must give them."""
+  losses = train_losses(shared_run(num_devices=1)[0])
+  assert len(losses) == 6 and losses[-1] < losses[0]
+  return losses
+
+
+@pytest.mark.parametrize('parallelism', ['pmap', 'mesh'])
+def test_eight_devices_match_one_device(shared_run, one_device_losses,
+                                        parallelism):
   assert jax.device_count() == 8
-  reference = train_losses(one)
-  assert len(reference) == 6 and reference[-1] < reference[0]
-  np.testing.assert_allclose(train_losses(pmap8), reference, rtol=1e-5)
-  np.testing.assert_allclose(train_losses(mesh8), reference, rtol=1e-5)
+  workdir, _ = shared_run(parallelism=parallelism)
+  np.testing.assert_allclose(train_losses(workdir), one_device_losses,
+                             rtol=1e-5)
 
 
-def test_gradient_accumulation_gives_the_same_updates(tmp_path):
-  whole, _ = run(tmp_path, 'whole', parallelism='mesh')
+def test_gradient_accumulation_gives_the_same_updates(tmp_path, shared_run):
+  whole, _ = shared_run(parallelism='mesh')
   accumulated, _ = run(tmp_path, 'accum', parallelism='mesh',
                        grad_accum_steps=2)
   np.testing.assert_allclose(train_losses(accumulated), train_losses(whole),
@@ -69,9 +92,10 @@ def test_gradient_accumulation_gives_the_same_updates(tmp_path):
 
 @pytest.mark.parametrize('parallelism', ['pmap', 'mesh'])
 def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path,
+                                                          shared_run,
                                                           parallelism):
   config = tiny_config(parallelism=parallelism)
-  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  straight_dir, straight = shared_run(parallelism=parallelism)
   workdir = str(tmp_path / 'resumed')
   train.train_and_evaluate(config, workdir, stop_at_step=4)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')))[-1] == '4'
@@ -79,8 +103,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path,
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
                straight.state.params, resumed.state.params)
   assert resumed.eval_metrics == pytest.approx(straight.eval_metrics)
-  np.testing.assert_allclose(train_losses(workdir),
-                             train_losses(str(tmp_path / 'straight')),
+  np.testing.assert_allclose(train_losses(workdir), train_losses(straight_dir),
                              rtol=1e-6)
   # Only the newest `keep_checkpoints` saves remain.
   assert len(os.listdir(os.path.join(workdir, 'checkpoints'))) <= 3
@@ -91,8 +114,14 @@ def test_workdir_holds_tensorboard_and_jsonl_metrics(tmp_path):
   assert os.listdir(os.path.join(workdir, 'tensorboard'))
   records = read_metrics(workdir)
   assert {'train/loss', 'train/steps_per_second'} <= set(records[0])
+  # The file holds the run's own final metrics, decoded ones included ...
+  assert records[-1]['step'] == 6
+  for name, value in result.eval_metrics.items():
+    assert records[-1][name] == pytest.approx(value), name
   assert 'eval/exact_match' in records[-1]
-  assert 0.0 <= result.eval_metrics['eval/exact_match'] <= 1.0
+  # ... and a run that learns: the loss falls over its six steps.
+  losses = train_losses(workdir)
+  assert len(losses) == 6 and losses[-1] < losses[0] - 0.1, losses
 
 
 def test_beam_search_of_width_one_equals_greedy_on_the_model():
@@ -212,17 +241,14 @@ def free_port():
     # fsdp across the hosts: each holds half of every weight.
     pytest.param('mesh', ['--config.mesh.data=1', '--config.mesh.fsdp=-1'],
                  id='mesh-fsdp')])
-def test_two_processes_match_one_process(tmp_path, parallelism, mesh):
-  common = ['--config=configs/default.py', *mesh, '--config.model.d_model=32',
-            '--config.model.d_ff=64', '--config.batch_size=16',
-            '--config.num_train_steps=4', '--config.log_every=1',
-            '--config.decode.beam_size=0', '--config.eval_batch_size=16',
-            '--config.data.num_eval_examples=20', '--config.eval_every=4',
+def test_two_processes_match_one_process(tmp_path, one_device_losses,
+                                         parallelism, mesh):
+  """Two train.py processes of one device each give the losses of one
+  device (one_device_losses: trained once in this process, instead of by a
+  third train.py in every case)."""
+  flags = [f'--config.{name}={value}' for name, value in TINY.items()]
+  common = ['--config=configs/default.py', *flags, *mesh,
             f'--config.parallelism={parallelism}']
-  single = tmp_path / 'single'
-  proc = cli(*common, f'--workdir={single}',
-             env={'XLA_FLAGS': device_flags(2)})
-  assert proc.returncode == 0, proc.stderr[-2000:]
   multi = tmp_path / 'multi'
   port = free_port()
   env = {**os.environ, 'XLA_FLAGS': device_flags(1)}
@@ -234,6 +260,5 @@ def test_two_processes_match_one_process(tmp_path, parallelism, mesh):
   for p in procs:
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err[-3000:]
-  np.testing.assert_allclose(train_losses(str(multi)), train_losses(str(single)),
+  np.testing.assert_allclose(train_losses(str(multi)), one_device_losses,
                              rtol=1e-5)
-  assert len(train_losses(str(multi))) == 4
