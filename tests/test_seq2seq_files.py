@@ -48,7 +48,7 @@ def decoded_texts(config, workdir, params):
 def test_translation_reports_bleu_and_keeps_its_tokenizer(tmp_path):
   config = shrink(multi30k_en_de.get_config(),
                   data_dir=os.path.join(DATA_DIR, 'multi30k'),
-                  max_examples=300, eval_split='val')
+                  max_examples=60, eval_split='val')  # 7 batches + 4
   config.tokenizer.vocab_size = 300
   config.model.vocab_size = 300
   workdir = str(tmp_path / 'm30k')
@@ -60,7 +60,7 @@ def test_translation_reports_bleu_and_keeps_its_tokenizer(tmp_path):
   assert os.path.getmtime(spm) == mtime
   assert open(spm, 'rb').read() == first_tokenizer
   hyps, refs = decoded_texts(config, workdir, result.state.params)
-  assert len(hyps) == len(refs) == 300  # every example once (max_examples)
+  assert len(hyps) == len(refs) == 60  # every example once (max_examples)
   assert result.eval_metrics['eval/bleu'] == pytest.approx(
       sacrebleu.corpus_bleu(hyps, [refs]).score, abs=1e-6)
   assert result.eval_metrics['eval/bleu_lowercase_tokenized'] == (
