@@ -346,7 +346,7 @@ def main(argv=None) -> int:
         measure_spread(name, CURVES[name], args.measure_spread.split(','))
     return 0
   extra = dict(args.override)
-  failed = 0
+  failed = missing = 0
   for name in names:
     curve = CURVES[name]
     if args.steps:
@@ -355,9 +355,10 @@ def main(argv=None) -> int:
     try:
       recorded = read_curve(name)
     except FileNotFoundError:
-      print(f'error: {curve_path(name)} does not exist (--record makes it)',
-            file=sys.stderr)
-      return 2
+      print(f'missing {name}: {curve_path(name)} is not recorded yet '
+            f'(--only={name} --record makes it)', flush=True)
+      missing += 1
+      continue
     begin = time.time()
     try:
       losses = run_prefix(curve, extra)
@@ -371,7 +372,7 @@ def main(argv=None) -> int:
     for line in failures:
       print(f'  {line}', flush=True)
     failed += bool(failures)
-  return 1 if failed else 0
+  return 1 if failed else 2 if missing else 0
 
 
 if __name__ == '__main__':
