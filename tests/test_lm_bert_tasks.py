@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+import conftest
 import train
 from configs import bert_finetune, bert_pretraining, causal_lm
 from input_data import synthetic
@@ -37,7 +38,9 @@ def pretrained_workdir(tmp_path_factory):
                                     workdir)
   metrics = result.eval_metrics
   assert set(metrics) == set(eval_metric_names(bert_pretraining.get_config()))
-  assert np.isfinite(metrics['eval/loss'])
+  assert metrics['eval/loss'] == pytest.approx(conftest.eval_loss_recomputed(
+      shrink(bert_pretraining.get_config()), workdir, result.state.params),
+                                               rel=1e-5)
   assert 0 <= metrics['eval/mlm_accuracy'] <= 1
   assert 0 <= metrics['eval/nsp_accuracy'] <= 1
   return workdir, result.state.params
@@ -68,9 +71,12 @@ def test_finetuning_restores_the_encoder_and_initialises_the_head(
   np.testing.assert_array_equal(state.params[head]['kernel'],
                                 fresh[head]['kernel'])
   if task == 'classification':  # ... and training runs from there.
-    result = train.train_and_evaluate(config, str(workdir) + '_finetune')
+    finetune_dir = str(workdir) + '_finetune'
+    result = train.train_and_evaluate(config, finetune_dir)
     assert set(result.eval_metrics) == set(eval_metric_names(config))
-    assert np.isfinite(result.eval_metrics['eval/loss'])
+    assert result.eval_metrics['eval/loss'] == pytest.approx(
+        conftest.eval_loss_recomputed(config, finetune_dir,
+                                      result.state.params), rel=1e-5)
     assert 0 <= result.eval_metrics['eval/label_accuracy'] <= 1
 
 
@@ -131,3 +137,90 @@ def test_unknown_data_source_is_one_clear_error():
   config.data.source = 'web'
   with pytest.raises(ValueError, match="config.data.source='web'"):
     get_task(config)
+
+
+def test_regression_finetuning_learns_the_step_and_scores_squared_error(
+    tmp_path):
+  """num_labels=1: one output, squared-error loss, and eval/squared_error
+  the mean of (prediction - label)^2, here recomputed from predictions.
+  The synthetic label is the step of a progression (1 or 2): from the
+  untrained head's error the model gets well below it."""
+  config = shrink(bert_finetune.get_config(), steps=60)
+  config.model.num_labels = 1
+  config.optimizer.learning_rate = 3e-3
+  task = get_task(config)
+  assert task.regression
+  batches = task.eval_batches(16)
+  labels = np.concatenate([b['labels'] for b in batches])
+  assert labels.dtype == np.float32 and set(labels) == {1.0, 2.0}
+
+  def squared_error(params):
+    predict = jax.jit(task.predict)
+    total = count = 0.0
+    for batch in batches:
+      weight = np.asarray(batch['example_weight'])
+      error = (np.asarray(predict(params, batch)) - batch['labels']) ** 2
+      total += float((error * weight).sum())
+      count += float(weight.sum())
+    return total / count
+
+  untrained = squared_error(jax.jit(task.init_variables)(
+      jax.random.key(config.seed))['params'])
+  result = train.train_and_evaluate(config, str(tmp_path))
+  metrics = result.eval_metrics
+  assert set(metrics) == set(eval_metric_names(config))
+  assert metrics['eval/squared_error'] == pytest.approx(
+      squared_error(result.state.params), rel=1e-5)
+  assert metrics['eval/loss'] == pytest.approx(metrics['eval/squared_error'],
+                                               rel=1e-5)
+  assert metrics['eval/squared_error'] < 0.5 * untrained, (metrics, untrained)
+
+
+PAIR_WORDS = 'the cat dog sat on mat a red blue big'.split()
+
+
+def test_sentence_pair_classification_reads_both_sentences(tmp_path):
+  """text_pair_key: [CLS] first [SEP] second [SEP], token types 0 for the
+  first part and 1 for the second, as BERT's (GLUE MRPC, QNLI, ...)."""
+  rng = np.random.default_rng(0)
+  (tmp_path / 'vocab.txt').write_text('\n'.join(
+      ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', *PAIR_WORDS]) + '\n')
+  for split, count in (('train', 32), ('dev', 12)):
+    rows = ['first\tsecond\tlabel']
+    for _ in range(count):
+      first = ' '.join(rng.choice(PAIR_WORDS, 3))
+      same = bool(rng.integers(2))
+      second = first if same else ' '.join(rng.choice(PAIR_WORDS, 4))
+      rows.append(f'{first}\t{second}\t{int(same)}')
+    (tmp_path / f'{split}.tsv').write_text('\n'.join(rows) + '\n')
+  config = shrink(bert_finetune.get_config())
+  config.model.update(vocab_size=16, num_labels=2)
+  config.data.update(source='files', data_dir=str(tmp_path), format='tsv',
+                     file_pattern='{split}.tsv', train_split='train',
+                     eval_split='dev', text_key='first',
+                     text_pair_key='second', label_key='label', max_length=16)
+  config.tokenizer.update(kind='wordpiece', path=str(tmp_path / 'vocab.txt'),
+                          lowercase=True)
+  config.eval_batch_size = 8
+  workdir = str(tmp_path / 'run')
+  task = get_task(config)
+  tokenizer = task.data.tokenizer(workdir)
+  # The first dev example, wherever length bucketing put it (filler rows
+  # have weight 0).
+  batch, row = next((b, i) for b in task.eval_batches(8)
+                    for i in range(8) if b['example_index'][i] == 0
+                    and b['example_weight'][i] > 0)
+  first, second, label = (tmp_path / 'dev.tsv').read_text().splitlines()[
+      1].split('\t')
+  a, b = tokenizer.encode(first), tokenizer.encode(second)
+  ids = [2, *a, 3, *b, 3]  # [CLS] a [SEP] b [SEP]
+  np.testing.assert_array_equal(batch['input_ids'][row],
+                                ids + [0] * (16 - len(ids)))
+  np.testing.assert_array_equal(
+      batch['token_type_ids'][row],
+      [0] * (len(a) + 2) + [1] * (len(b) + 1) + [0] * (16 - len(ids)))
+  assert batch['labels'][row] == int(label)
+  result = train.train_and_evaluate(config, workdir)
+  assert result.eval_metrics['eval/loss'] == pytest.approx(
+      conftest.eval_loss_recomputed(config, workdir, result.state.params),
+      rel=1e-5)
