@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import conftest
 import train
 from configs import bert_finetune, multi30k_de_en, shakespeare_char
 from input_data import pipelines, text_sources
@@ -35,9 +36,11 @@ def test_shakespeare_cpu_is_nanogpts_setting_and_trains(tmp_path):
   assert (config.batch_size, config.num_train_steps) == (12, 2000)
   assert not m.use_bias and m.dropout_rate == 0.0
   assert config.optimizer.decay_only_matrices
-  result = train.train_and_evaluate(short(config, steps=3),
-                                    str(tmp_path / 'sh'))
-  assert np.isfinite(result.eval_metrics['eval/loss'])
+  workdir = str(tmp_path / 'sh')
+  result = train.train_and_evaluate(short(config, steps=3), workdir)
+  assert result.eval_metrics['eval/loss'] == pytest.approx(
+      conftest.eval_loss_recomputed(config, workdir, result.state.params),
+      rel=1e-5)
   with pytest.raises(ValueError, match="variant 'tpu'"):
     shakespeare_char.get_config('tpu')
 

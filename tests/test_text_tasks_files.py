@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import conftest
 import train
 from configs import bert_finetune, bert_pretraining, causal_lm
 
@@ -30,6 +31,10 @@ def test_task_trains_on_real_files(tmp_path, name, config):
   config = shrink(config(), max_examples=200)
   if name == 'shakespeare_lm':
     config.model.num_layers = 1
-  result = train.train_and_evaluate(config, str(tmp_path / name))
+  workdir = str(tmp_path / name)
+  result = train.train_and_evaluate(config, workdir)
   assert np.isfinite(result.train_metrics['train/loss'])
-  assert np.isfinite(result.eval_metrics['eval/loss'])
+  # The reported eval loss is the trained parameters' loss on the files.
+  assert result.eval_metrics['eval/loss'] == pytest.approx(
+      conftest.eval_loss_recomputed(config, workdir, result.state.params),
+      rel=1e-5)
