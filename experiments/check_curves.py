@@ -281,8 +281,9 @@ TOLERANCE_RULE = (
     'per window of `window` steps: max(3 x the rounding probe\'s |difference|'
     ', a tenth of the mean |difference| of seeds 1 and 2 from seed 0, 0.001);'
     ' a '
-    'window where that exceeds half the seed difference is not compared '
-    '(null): there rounding alone moves the curve as much as another seed. '
+    'window where 3 x the probe\'s difference exceeds half the seed '
+    'difference is not compared (null): there rounding alone moves the '
+    'curve as much as another seed. '
     'Provisional where the spread is not measured yet: 0.5% of the window\'s '
     'recorded mean loss.')
 
@@ -301,7 +302,7 @@ def derive_tolerance(record: dict) -> list:
   for i, rounding in enumerate(probe):
     seed = sum(s[i] for s in seeds) / len(seeds)
     limit = max(3 * rounding, seed / 10, 0.001)
-    tolerance.append(round(limit, 5) if limit <= seed / 2 else None)
+    tolerance.append(round(limit, 5) if 3 * rounding <= seed / 2 else None)
   return tolerance
 
 
