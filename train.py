@@ -298,7 +298,6 @@ def train_and_evaluate(config, workdir: str,
   """
   base_config.validate(config, config.num_devices or jax.device_count())
   task = get_task(config)
-  task.check_positions()
   dp = make_parallel(config, task)
   dp.check_batch_size(config.batch_size, 'batch_size')
   dp.check_batch_size(config.eval_batch_size, 'eval_batch_size')
@@ -308,6 +307,7 @@ def train_and_evaluate(config, workdir: str,
                      ' microbatches on every device')
   if config.init_from:
     pretrained.check_init_from(config.init_from, config.task)
+  task.check_positions()
   fresh = not os.path.isdir(workdir) or not os.listdir(workdir)
   check_workdir(workdir)
   started = []  # _train appends once the steps begin
