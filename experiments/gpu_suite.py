@@ -59,6 +59,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import statistics
 import subprocess
 import sys
@@ -218,6 +219,10 @@ def run_child(name: str, args, done: dict, timeout: float) -> dict:
              f'--out={args.out}', f'--batches={args.batches}'] + (
                  ['--tiny'] if args.tiny else [])
   env = dict(os.environ, GPU_SUITE_CONTEXT=json.dumps(context))
+  # Every row measures one device: drop simulated CPU devices (the test
+  # suite's conftest sets 8, which a batch of 2 cannot be split over).
+  env['XLA_FLAGS'] = re.sub(r'--xla_force_host_platform_device_count=\d+',
+                            '', env.get('XLA_FLAGS', ''))
   if ROWS[name]['kind'] in ('jax', 'matmul'):
     env.setdefault('XLA_PYTHON_CLIENT_MEM_FRACTION', '0.95')
   else:  # PyTorch rows import jax (configs, FLOPs): keep it off the GPU
@@ -372,8 +377,7 @@ def jax_row(spec, args, context) -> dict:
   """Compiles train.train_step for the row's config (benchmark.py's
   compile_step), picks the batch, and times it."""
   import jax  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, str(REPO / 'experiments'))
-  import benchmark  # pylint: disable=g-import-not-at-top
+  from experiments import benchmark  # pylint: disable=g-import-not-at-top
   from training import flops  # pylint: disable=g-import-not-at-top
   config, seq, batch = row_config(args.child, args)
   if spec.get('needs_gpu') and jax.default_backend() != 'gpu':
@@ -429,7 +433,7 @@ def fit_batch(config, limit_bytes: float, probe: int = 8):
   batch, so the estimate errs on the side of fitting). The guess is
   compiled and, while its footprint is over the limit, cut by a tenth and
   compiled again."""
-  import benchmark  # pylint: disable=g-import-not-at-top
+  from experiments import benchmark  # pylint: disable=g-import-not-at-top
   config.batch_size = probe
   fixed, temp = footprint(benchmark.compile_step(config)[2])
   per_row = temp / probe
@@ -530,8 +534,7 @@ def time_torch(config, batch: int, device: str, compiled: bool, args):
   """(median step seconds, every step's seconds, last loss) of PyTorch
   training steps on synthetic batches of our row's layout."""
   import torch  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, str(REPO / 'experiments'))
-  import benchmark  # pylint: disable=g-import-not-at-top
+  from experiments import benchmark  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
   torch.backends.cuda.matmul.allow_tf32 = True
   model = benchmark.torch_model(config)

@@ -9,8 +9,7 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'experiments'))
-import gpu_suite  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import gpu_suite  # pylint: disable=g-import-not-at-top
 
 
 @pytest.fixture(scope='module')
@@ -88,7 +87,7 @@ def test_fit_batch_stays_under_the_limit_and_uses_it():
   """The search on a tiny GPT-2 step: with room for about 40 rows it picks
   a batch whose compiled footprint is under the limit, and more than the
   8-row probe."""
-  import benchmark  # pylint: disable=g-import-not-at-top
+  from experiments import benchmark  # pylint: disable=g-import-not-at-top
   args = gpu_suite.parse_args(['--tiny'])
   config, _, _ = gpu_suite.row_config('gpt2_small', args)
   config.batch_size = 8
