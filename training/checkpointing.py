@@ -15,8 +15,10 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import traceback
+import warnings
 
 import jax
 import numpy as np
@@ -49,10 +51,13 @@ class OrbaxErrorLog(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     orbax = f'{os.sep}orbax{os.sep}'
     # asyncio reports orbax's unawaited failed writes at exit, as
-    # 'Task exception was never retrieved' with the task's orbax coroutine.
+    # 'Task exception was never retrieved' with the task's orbax coroutine,
+    # or 'Future exception was never retrieved' with tensorstore's error,
+    # which names only the file in orbax's temporary folder.
     if record.levelno >= logging.ERROR and (
-        orbax in record.pathname or (record.name == 'asyncio' and
-                                     orbax in _text_of(record))):
+        orbax in record.pathname or (record.name == 'asyncio' and any(
+            mark in _text_of(record)
+            for mark in (orbax, '.orbax-checkpoint-tmp')))):
       self.last = first_line(record.getMessage())
       return False
     return True
@@ -75,6 +80,30 @@ def quiet_orbax_errors():
   for handler in logging.getLogger().handlers:
     if ORBAX_ERRORS not in handler.filters:
       handler.addFilter(ORBAX_ERRORS)
+  if sys.unraisablehook is not _quiet_closed_loop:
+    _quiet_closed_loop.previous = sys.unraisablehook
+    sys.unraisablehook = _quiet_closed_loop
+
+
+def _save_failed(message: str) -> CheckpointSaveError:
+  """The error for a failed save. The save's abandoned write coroutines
+  are reported as 'never awaited' when the process exits; the error says
+  what failed, so those warnings are silenced from here on."""
+  warnings.filterwarnings('ignore', category=RuntimeWarning,
+                          message=r"coroutine '.*' was never awaited")
+  return CheckpointSaveError(message)
+
+
+def _quiet_closed_loop(unraisable):
+  """After a failed background save, tensorstore's write callbacks can
+  still reach the event loop orbax has closed. Each such callback reports
+  `RuntimeError: Event loop is closed` as an unraisable exception (up to
+  hundreds of bare tracebacks on a full disk). The failure itself is
+  raised by `Checkpointer.poll`/`wait`, so those reports are dropped."""
+  value = unraisable.exc_value
+  if isinstance(value, RuntimeError) and str(value) == 'Event loop is closed':
+    return
+  _quiet_closed_loop.previous(unraisable)
 
 
 class Checkpointer:
@@ -135,15 +164,14 @@ class Checkpointer:
     try:
       self.manager.check_for_errors()
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointSaveError(f'saving a checkpoint in {self.directory} '
-                                f'failed: {first_line(e)}') from e
+      raise _save_failed(f'saving a checkpoint in {self.directory} '
+                         f'failed: {first_line(e)}') from e
     # Orbax logs some failures and drops the step instead of raising: the
     # newest save must exist (max_to_keep deletes only older ones).
     newest = os.path.join(self.directory, str(self._unlisted[-1]))
     if not os.path.isdir(newest):
-      raise CheckpointSaveError(
-          f'saving checkpoint {newest} failed: '
-          f'{ORBAX_ERRORS.last or "see the log above"}')
+      raise _save_failed(f'saving checkpoint {newest} failed: '
+                         f'{ORBAX_ERRORS.last or "see the log above"}')
     self._write_manifests()
 
   def wait(self):
@@ -159,8 +187,8 @@ class Checkpointer:
     try:
       self.manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointSaveError(f'saving a checkpoint in {self.directory} '
-                                f'failed: {first_line(e)}') from e
+      raise _save_failed(f'saving a checkpoint in {self.directory} '
+                         f'failed: {first_line(e)}') from e
     self.poll()
 
   def _write_manifests(self):
