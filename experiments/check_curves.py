@@ -22,10 +22,14 @@ Maintenance (writes the curve files; the figures behind the tolerance):
   --measure_spread  run seeds 1 and 2 and the rounding probe and store
                     their window differences from the recorded curve
                     (then the tolerance: derive_tolerance)
+  --measure_spread=other_machine
+                    on another kind of CPU than the recording one: seed 0
+                    and the probe here, stored under this machine's name
 Exit code: 0 all within tolerance, 1 a curve is not, 2 bad arguments or a
 curve that cannot run here (e.g. no $DATA_DIR).
 """
 import argparse
+import ast
 import contextlib
 import dataclasses
 import datetime
@@ -196,16 +200,22 @@ def command_line(curve: Curve) -> str:
 
 
 def machine() -> str:
-  model = platform.processor() or platform.machine()
+  """The CPU as lscpu names it, with the vector extensions that change
+  XLA's kernels (and so the rounding): AVX-512 and AMX, or neither."""
+  fields = {}
   try:
     with open('/proc/cpuinfo', encoding='utf-8') as f:
       for line in f:
-        if line.startswith('model name'):
-          model = line.split(':', 1)[1].strip()
-          break
+        key, _, value = line.partition(':')
+        fields.setdefault(key.strip(), value.strip())
   except OSError:
     pass
-  return f'{model}, {len(os.sched_getaffinity(0))} cores'
+  model = fields.get('model name', platform.processor() or platform.machine())
+  flags = fields.get('flags', '').split()
+  vector = [f for f in ('avx512f', 'avx512_bf16', 'amx_tile') if f in flags]
+  return (f'{model} (family {fields.get("cpu family", "?")}, model '
+          f'{fields.get("model", "?")}; {" ".join(vector) or "no AVX-512"})'
+          f', {len(os.sched_getaffinity(0))} cores')
 
 
 def commit() -> str:
@@ -232,7 +242,11 @@ def published_window(curve: Curve) -> dict | None:
 
 
 SPREAD_RUNS = {'seed_1': {'seed': 1}, 'seed_2': {'seed': 2},
-               'rounding_probe': ROUNDING_PROBE}
+               'rounding_probe': ROUNDING_PROBE,
+               # Seed 0 and the probe on this machine, when it is another
+               # kind of CPU than the recording one: the rounding that CI's
+               # machines (of every kind) bring.
+               'other_machine': None}
 
 
 def record_curve(name: str, curve: Curve):
@@ -267,21 +281,33 @@ def measure_spread(name: str, curve: Curve, runs: list[str]):
   """Runs `runs` (SPREAD_RUNS names) and stores each one's |difference|
   from the recorded curve, window by window; then the tolerance."""
   record = read_curve(name)
-  means = window_means(record['losses'], curve.window)
   spread = record.setdefault('spread', {})
+  difference = lambda extra: [
+      round(abs(a - b), 5) for a, b in zip(
+          window_means(run_prefix(curve, extra), curve.window),
+          window_means(record['losses'], curve.window))]
   for label in runs:
-    other = window_means(run_prefix(curve, SPREAD_RUNS[label]), curve.window)
-    spread[label] = [round(abs(a - b), 5) for a, b in zip(other, means)]
-    print(f'{name} {label}: |window difference| {spread[label]}', flush=True)
+    if label == 'other_machine':
+      spread.setdefault('other_machines', {})[machine()] = {
+          'seed_0': difference({}), 'rounding_probe': difference(
+              ROUNDING_PROBE), 'date': datetime.date.today().isoformat()}
+      print(f'{name} on {machine()}: '
+            f'{spread["other_machines"][machine()]}', flush=True)
+    else:
+      spread[label] = difference(SPREAD_RUNS[label])
+      print(f'{name} {label}: |window difference| {spread[label]}',
+            flush=True)
   record['tolerance'] = derive_tolerance(record)
   write_curve(name, record)
 
 
 TOLERANCE_RULE = (
-    'per window of `window` steps: max(3 x the rounding probe\'s |difference|'
-    ', a tenth of the mean |difference| of seeds 1 and 2 from seed 0, 0.001);'
+    'per window of `window` steps: max(3 x the rounding, a tenth of the '
+    'mean |difference| of seeds 1 and 2 from seed 0, 0.001), where the '
+    'rounding is the largest |difference| of the rounding probe and of seed '
+    '0 and the probe on other kinds of CPU (`other_machines`);'
     ' a '
-    'window where 3 x the probe\'s difference exceeds half the seed '
+    'window where 3 x the rounding exceeds half the seed '
     'difference is not compared (null): there rounding alone moves the '
     'curve as much as another seed. '
     'Provisional where the spread is not measured yet: 0.5% of the window\'s '
@@ -298,8 +324,11 @@ def derive_tolerance(record: dict) -> list:
     return [round(0.005 * m, 5) for m in
             window_means(record['losses'], record['window'])]
   record['tolerance_rule'] = TOLERANCE_RULE + ' Here: measured.'
+  roundings = [probe] + [run[k] for run in spread.get(
+      'other_machines', {}).values() for k in ('seed_0', 'rounding_probe')]
   tolerance = []
-  for i, rounding in enumerate(probe):
+  for i in range(len(probe)):
+    rounding = max(r[i] for r in roundings)
     seed = sum(s[i] for s in seeds) / len(seeds)
     limit = max(3 * rounding, seed / 10, 0.001)
     tolerance.append(round(limit, 5) if 3 * rounding <= seed / 2 else None)
@@ -310,9 +339,9 @@ def parse_override(text: str) -> tuple[str, object]:
   key, eq, value = text.partition('=')
   if not eq:
     raise argparse.ArgumentTypeError(f'{text!r} is not FIELD=VALUE')
-  try:
-    return key, json.loads(value)
-  except json.JSONDecodeError:
+  try:  # True, 3e-3, 'text', [1, 2]: Python literals, as in a config
+    return key, ast.literal_eval(value)
+  except (ValueError, SyntaxError):
     return key, value
 
 
@@ -363,7 +392,7 @@ def main(argv=None) -> int:
     begin = time.time()
     try:
       losses = run_prefix(curve, extra)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # a bad --override
       print(f'error: {name} ({curve.config}): {e}', file=sys.stderr)
       return 2
     failures = compare(name, curve, recorded, losses)
