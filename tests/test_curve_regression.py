@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from experiments import check_curves
+from experiments import check_curves as curves_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,8 +41,8 @@ def test_another_cpus_rounding_widens_or_drops_a_window():
   record = {'losses': [1.0] * 4, 'window': 1, 'spread': {
       'seed_1': [0.1, 0.1, 0.1, 0.1], 'seed_2': [0.1, 0.1, 0.1, 0.1],
       'rounding_probe': [0.0, 0.002, 0.0, 0.0]}}
-  assert check_curves.derive_tolerance(record) == [0.01, 0.01, 0.01, 0.01]
+  assert curves_lib.derive_tolerance(record) == [0.01, 0.01, 0.01, 0.01]
   record['spread']['other_machines'] = {'cpu b': {
       'seed_0': [0.0, 0.0, 0.005, 0.03], 'rounding_probe': [0.0] * 4}}
   # 3 x 0.005 widens window 3; 3 x 0.03 > half the seed spread drops 4.
-  assert check_curves.derive_tolerance(record) == [0.01, 0.01, 0.015, None]
+  assert curves_lib.derive_tolerance(record) == [0.01, 0.01, 0.015, None]
