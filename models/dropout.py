@@ -81,6 +81,13 @@ def apply_dropout(x, rng, rate: float, bits: int = 32,
   """Inverted dropout: zero with probability ~rate, scale the rest up."""
   keep, keep_prob = keep_mask(dropout_key(rng, dropout_prng), rate, x.shape,
                               bits)
+  # Computed once: XLA would otherwise fuse the generator into each
+  # consumer of the mask (the forward select and the backward one, the
+  # latter often in a fusion with other masks), so a training step drew
+  # every mask several times and the threefry4x32 rounds were compiled
+  # once per copy (a tiny encoder-decoder's step: 85k lines of optimised
+  # HLO instead of 19k, 18 s to compile instead of 4).
+  keep = jax.lax.optimization_barrier(keep)
   return jnp.where(keep, x / jnp.asarray(keep_prob, x.dtype),
                    jnp.zeros((), x.dtype))
 
