@@ -146,10 +146,10 @@ def _plot_curves(plt, spec, study, path: str):
 # ----------------------------------------------------------- tensorboard --
 def write_hparams(spec, table: list, workdir: str):
   """One HParams run per setting, rewritten whole each time."""
-  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  from training.metrics_writer import summary_writer_class  # pylint: disable=g-import-not-at-top
   logdir = os.path.join(workdir, 'tensorboard')
   shutil.rmtree(logdir, ignore_errors=True)
-  with SummaryWriter(logdir) as writer:
+  with summary_writer_class()(logdir) as writer:
     for row in table:
       hparams = {name: row[name] for name in spec.fields
                  if isinstance(row[name], (int, float, str, bool))}
