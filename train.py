@@ -306,7 +306,7 @@ def train_and_evaluate(config, workdir: str,
                      f'into config.grad_accum_steps={config.grad_accum_steps}'
                      ' microbatches on every device')
   if config.init_from:
-    pretrained.check_init_from(config.init_from, config.task)
+    task.check_init_from(workdir)
   task.check_positions()
   fresh = not os.path.isdir(workdir) or not os.listdir(workdir)
   check_workdir(workdir)

@@ -7,10 +7,17 @@
     `config.tokenizer` (input_data/tokenizers.py).
 """
 from collections.abc import Callable
+import os
+
+import ml_collections
 
 from input_data import synthetic, text_sources, tokenizers
 
 SOURCES = ('synthetic', 'files')
+# Case, digits, punctuation and word pieces: two tokenizers that encode
+# this alike, with vocabularies of one size, are taken to be one.
+TOKENIZER_PROBE = ('The 3 quick-brown foxes JUMPED over 2,048 lazy dogs; '
+                   "unbelievably, the naive cafe owner didn't mind.")
 
 
 class TaskData:
@@ -66,6 +73,33 @@ class TaskData:
     """config.tokenizer, or the one beside the init_from checkpoint."""
     return tokenizers.from_checkpoint_dir(self.config.tokenizer,
                                           self.config.init_from)
+
+  def check_same_tokenizer(self, path: str, saved: dict, workdir: str):
+    """One line if the run in workdir `path` (`saved`: its flattened
+    config) read its text with another tokenizer than this run: its
+    embedding rows would mean other tokens, and fine-tuning would start from
+    scrambled inputs. Skipped where a side has no text tokenizer to compare:
+    built-in token ids, or one this run will train on the fly."""
+    if self.synthetic or saved.get('data.source', 'synthetic') == 'synthetic':
+      return
+    ours_config = self._tokenizer_config()
+    if not os.path.exists(tokenizers.tokenizer_file(ours_config, workdir)):
+      return
+    theirs_config = ml_collections.ConfigDict({
+        k.split('.', 1)[1]: v for k, v in saved.items()
+        if k.startswith('tokenizer.')})
+    theirs = tokenizers.build_tokenizer(theirs_config, path)
+    ours = tokenizers.build_tokenizer(ours_config, workdir)
+    if (theirs.vocab_size != ours.vocab_size or
+        theirs.encode(TOKENIZER_PROBE) != ours.encode(TOKENIZER_PROBE)):
+      describe = lambda c, t, folder: (
+          f'{c.kind} {tokenizers.tokenizer_file(c, folder)} of '
+          f'{t.vocab_size} tokens')
+      raise ValueError(
+          f'config.init_from={path} was trained with another tokenizer '
+          f'({describe(theirs_config, theirs, path)}) than config.tokenizer '
+          f'({describe(ours_config, ours, workdir)}): set config.tokenizer '
+          'to the pre-training run\'s')
 
   def _checked(self, tokenizer):
     vocab = self.model_config.vocab_size

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from input_data.task_data import TaskData
 from models import registry
 from models.config import model_config_from
+from training import pretrained, run_config
 
 
 class Task(abc.ABC):
@@ -47,6 +48,16 @@ class Task(abc.ABC):
     return self.build_model(train).apply(
         {'params': params}, *args, rngs={'dropout': rng} if train else {},
         **kwargs)
+
+  def check_init_from(self, workdir: str):
+    """One line if config.init_from cannot seed this run: a run of another
+    network family, or one that read its text with another tokenizer.
+    Cheap, and before anything is written to `workdir`."""
+    path = self.config.init_from
+    pretrained.check_init_from(path, self.config.task)
+    if pretrained.is_workdir(path):
+      self.data.check_same_tokenizer(path, run_config.load_flat(path) or {},
+                                     workdir)
 
   def row_lengths(self) -> dict[str, int]:
     """The longest rows the config feeds the network, by the config field

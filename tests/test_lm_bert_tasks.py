@@ -8,7 +8,7 @@ import train
 from configs import bert_finetune, bert_pretraining, causal_lm
 from input_data import synthetic
 from tasks import eval_metric_names, get_task
-from training import optimizers
+from training import optimizers, run_config
 
 
 def shrink(config, steps=3):
@@ -224,3 +224,31 @@ def test_sentence_pair_classification_reads_both_sentences(tmp_path):
   assert result.eval_metrics['eval/loss'] == pytest.approx(
       conftest.eval_loss_recomputed(config, workdir, result.state.params),
       rel=1e-5)
+
+
+def _vocab(path, words):
+  path.write_text('\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]',
+                             *words]) + '\n')
+  return str(path)
+
+
+def test_init_from_a_run_of_another_vocabulary_is_one_line(tmp_path):
+  """A pre-training run whose text was read with other word pieces cannot
+  seed fine-tuning: its embedding rows would mean other tokens."""
+  words = ['the', 'quick', 'brown', 'fox', 'dog', '##s', '3', ',', ';']
+  pre = tmp_path / 'pre'
+  (pre / 'checkpoints').mkdir(parents=True)
+  config = bert_finetune.get_config('data=sst2')
+  config.data.source = 'files'
+  config.tokenizer.path = _vocab(tmp_path / 'vocab.txt', words)
+  run_config.save(config, str(pre))  # the pre-training run's tokenizer
+  ours = tmp_path / 'w'
+  config.init_from = str(pre)
+  get_task(config).check_init_from(str(ours))  # the same vocabulary
+  config.tokenizer.path = _vocab(tmp_path / 'other.txt', words[::-1])
+  with pytest.raises(ValueError, match=(
+      rf'config.init_from={pre} was trained with another tokenizer '
+      rf'\(wordpiece {tmp_path}/vocab.txt of 14 tokens\) than '
+      rf'config.tokenizer \(wordpiece {tmp_path}/other.txt of 14 tokens\)')):
+    train.train_and_evaluate(config, str(ours))
+  assert not ours.exists()  # refused before anything was written

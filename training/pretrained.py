@@ -29,7 +29,7 @@ def restore_pretrained(params, path: str, task: str | None = None):
   workdir's run, so that an encoder-decoder never seeds a BERT model.
   """
   check_init_from(path, task)
-  if not _is_workdir(path):
+  if not is_workdir(path):
     return restore_hf_checkpoint(params, path)
   # The same matching as for Hugging Face checkpoints: by path, scanned or
   # unscanned layer layouts, shape mismatches named.
@@ -42,7 +42,7 @@ def check_init_from(path: str, task: str | None):
   it before touching its own workdir."""
   if not os.path.isdir(path):
     raise ValueError(f'config.init_from={path} is not a directory')
-  if not _is_workdir(path):
+  if not is_workdir(path):
     if not os.path.exists(os.path.join(path, 'config.json')):
       raise ValueError(f'config.init_from={path} is neither a workdir (no '
                        'checkpoints/) nor a Hugging Face directory (no '
@@ -58,7 +58,8 @@ def check_init_from(path: str, task: str | None):
         'move only within one family')
 
 
-def _is_workdir(path: str) -> bool:
+def is_workdir(path: str) -> bool:
+  """Another run's workdir, as opposed to a Hugging Face directory."""
   # A workdir also holds a config.json (its run's): look for checkpoints/.
   return os.path.isdir(os.path.join(path, 'checkpoints'))
 
