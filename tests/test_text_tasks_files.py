@@ -38,3 +38,42 @@ def test_task_trains_on_real_files(tmp_path, name, config):
   assert result.eval_metrics['eval/loss'] == pytest.approx(
       conftest.eval_loss_recomputed(config, workdir, result.state.params),
       rel=1e-5)
+
+
+def _eval_batch(config, tmp_path):
+  from tasks import get_task  # pylint: disable=g-import-not-at-top
+  shrink(config, max_examples=64)
+  task = get_task(config)
+  task.data.tokenizer(str(tmp_path))
+  return task.data.tokenizer(), next(iter(task.eval_batches(16)))
+
+
+def test_pretraining_and_finetuning_share_one_special_token_layout(tmp_path):
+  """MLM/NSP rows of WikiText-2 and SST-2 classification rows are laid out
+  as BERT lays them out, with one tokenizer's ids: [CLS] first, each
+  segment closed by [SEP], segment ids 0 then 1, padding after; MLM never
+  masks a special token. A fine-tuned encoder then sees its pre-training's
+  input format."""
+  tok, pre = _eval_batch(
+      bert_pretraining.get_config('size=tiny,data=wikitext2'), tmp_path)
+  tok2, fine = _eval_batch(bert_finetune.get_config(
+      'task=classification,size=tiny,data=sst2'), tmp_path)
+  ids = (tok.cls_id, tok.sep_id, tok.pad_id, tok.mask_id)
+  assert ids == (tok2.cls_id, tok2.sep_id, tok2.pad_id, tok2.mask_id)
+  assert ids == (101, 102, 0, 103)  # MiniLM's (BERT-base uncased) vocab
+  for batch, segments in ((pre, 2), (fine, 1)):
+    for row, types, mask in zip(batch['input_ids'], batch['token_type_ids'],
+                                batch['attention_mask']):
+      length = int(mask.sum())
+      assert mask[:length].all() and not mask[length:].any()
+      assert row[0] == tok.cls_id and (row[length:] == tok.pad_id).all()
+      seps = np.flatnonzero(row[:length] == tok.sep_id)
+      assert len(seps) == segments and seps[-1] == length - 1, row
+      want = np.zeros_like(types)
+      if segments == 2:
+        want[seps[0] + 1:length] = 1
+      np.testing.assert_array_equal(types, want)
+  # MLM targets only ordinary tokens: never [CLS], [SEP] or padding.
+  targets = pre['mlm_targets'][pre['mlm_weights'] > 0]
+  assert targets.size > 0
+  assert not np.isin(targets, [tok.cls_id, tok.sep_id, tok.pad_id]).any()
