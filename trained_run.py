@@ -65,6 +65,7 @@ def load(workdir: str, config, *, step: int | None = None,
   expected = jax.eval_shape(task.init_variables, jax.random.key(0))['params']
   restored = checkpointing.restore_params(
       workdir, expected, step=step, average_last=average_last)
+  task.data.run_tokenizer(workdir)  # the task's own (e.g. bos_id) is the run's
   return TrainedRun(workdir, config, task, restored.params, restored.steps)
 
 

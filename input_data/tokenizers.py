@@ -282,6 +282,9 @@ def build_tokenizer(tokenizer_config: ml_collections.ConfigDict, workdir: str,
   # A SentencePiece `path` must exist; a character vocabulary is built there.
   trainable = kind == 'char' or (kind == 'sentencepiece' and not cfg.path)
   if trainable and not os.path.exists(path):
+    if not workdir:  # never into the current directory
+      raise ValueError(f'config.tokenizer: a {kind} tokenizer is trained into'
+                       " the run's workdir, and none was given")
     if training_texts_fn is None:
       raise ValueError(f'config.tokenizer: {path} does not exist and there '
                        f'is no training text to build a {kind} tokenizer')

@@ -132,8 +132,13 @@ def test_shakespeare_generation_starts_from_a_token_seen_at_row_starts(
   task = get_task(config)
   tokenizer = task.data.tokenizer(str(tmp_path))
   assert task.bos_id == tokenizer.encode('\n')[0] != tokenizer.eos_id
+  def bos_id():  # a new task, reading the chars.txt trained above
+    task = get_task(config)
+    task.data.tokenizer(str(tmp_path))
+    return task.bos_id
+
   config.decode.start_text = ''
-  assert get_task(config).bos_id == tokenizer.eos_id
+  assert bos_id() == tokenizer.eos_id
   config.decode.start_text = 'ROMEO'
   with pytest.raises(ValueError, match=r"start_text='ROMEO' is 5 tokens"):
-    _ = get_task(config).bos_id
+    bos_id()

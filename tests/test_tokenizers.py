@@ -167,3 +167,13 @@ def test_hf_json_tokenizer_exports_for_auto_tokenizer(tmp_path, with_config):
   assert 5 < len(ids) < 20  # not the file's fixed padding to 128
   assert theirs(s, add_special_tokens=False)['input_ids'] == ids
   assert theirs.decode(ids) == ours.decode(ids) == s.lower()
+
+
+def test_a_tokenizer_to_train_needs_a_workdir(tmp_path, monkeypatch):
+  """Never trained into the current directory (it was: a chars.txt)."""
+  monkeypatch.chdir(tmp_path)
+  config = tokenizer_config(kind="char")
+  with pytest.raises(ValueError, match="trained into the run's workdir, and "
+                     'none was given'):
+    tokenizers.build_tokenizer(config, '', lambda: ['abc'])
+  assert not os.listdir(tmp_path)
