@@ -143,6 +143,13 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   data.split_fractions = None      # 'text': {split: (begin, end)} of the file
   data.skip_empty_lines = True     # 'lines': drop blank lines
   data.max_examples = 0            # 0: all; n: the first n (smoke tests)
+  # Label budgets (text_sources.load_split): one seeded permutation of the
+  # train split; its first heldout_examples form split 'heldout' (a
+  # validation slice to tune on), the next train_examples (0: all the rest)
+  # are trained on, so a smaller budget is a subset of a larger one.
+  data.heldout_examples = 0
+  data.train_examples = 0
+  data.subsample_seed = 0
   data.hf_name = ''                # 'hf': a datasets name (needs network)
   data.hf_config = ''              # 'hf': its configuration name
   data.train_split = 'train'
@@ -170,6 +177,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   data.mask_rate = 0.15
   data.max_predictions = 0         # 0: no cap on masked positions per row
   data.whole_word_masking = False
+  data.nsp = True                  # False: MLM only, one line per row
   data.next_sentence_prob = 0.5
   # Extractive QA (input_data/squad_features.py).
   data.doc_stride = 128
@@ -209,7 +217,8 @@ _AT_LEAST = {
     'optimizer.warmup_steps': 0,
     'decode.beam_size': 0, 'decode.max_decode_len': 0,
     'data.num_eval_examples': 1, 'data.min_len': 1, 'data.max_len': 1,
-    'data.max_examples': 0, 'data.max_length': 1,
+    'data.max_examples': 0, 'data.heldout_examples': 0,
+    'data.train_examples': 0, 'data.max_length': 1,
     'data.max_input_length': 1, 'data.max_target_length': 1,
     'data.read_threads': 1, 'data.max_predictions': 0,
     'data.doc_stride': 1, 'data.max_query_length': 1,

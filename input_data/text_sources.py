@@ -19,6 +19,8 @@ defaults in configs/base_config.data_config):
     fractions of the articles (in file order).
   skip_empty_lines: 'lines' only: drop blank lines.
   max_examples: keep only the first N examples (0: all), for smoke tests.
+  heldout_examples, train_examples, subsample_seed: label budgets, see
+    `_label_budget`.
   hf_name, hf_config: 'hf' only.
 """
 
@@ -32,6 +34,7 @@ import os
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 
 class DataError(ValueError):
@@ -232,10 +235,55 @@ def _fraction(cfg, split: str, size: int) -> tuple[int, int]:
   return int(begin * size), int(end * size)
 
 
+HELDOUT_SPLIT = 'heldout'  # cut from the train split (_label_budget)
+
+
 def load_split(data_config: ml_collections.ConfigDict, split: str
                ) -> list[dict[str, Any]]:
-  """Reads one split as a list of example dicts (fields: module docstring)."""
+  """Reads one split as a list of example dicts (fields: module docstring).
+
+  With heldout_examples or train_examples set, the train split and the
+  split 'heldout' are cut from the train split's file (_label_budget).
+  """
   cfg = data_config
+  cut = cfg.heldout_examples or cfg.train_examples
+  if split == HELDOUT_SPLIT or (cut and split == cfg.train_split):
+    examples = _label_budget(cfg, split, _read_split(cfg, cfg.train_split))
+  else:
+    examples = _read_split(cfg, split)
+  if not examples:
+    raise DataError(f'split {split!r} of {_describe_source(cfg, split)} has '
+                    'no examples' + (f' (config.data.split_fractions='
+                                     f'{dict(cfg.split_fractions)})'
+                                     if cfg.split_fractions else ''))
+  return examples
+
+
+def _label_budget(cfg, split: str, examples: list) -> list:
+  """The held-out slice or the training subset of the train split.
+
+  One permutation, seeded by subsample_seed: its first heldout_examples
+  are split 'heldout', the next train_examples (0: all the rest) the
+  training set. Budgets are nested (1,000 labels are the first 1,000 of
+  5,000) and never meet the held-out slice; both keep the file's order.
+  """
+  heldout, budget = cfg.heldout_examples, cfg.train_examples
+  source = _describe_source(cfg, cfg.train_split)
+  if split == HELDOUT_SPLIT and not heldout:
+    raise DataError(f"split {HELDOUT_SPLIT!r} is cut from the train split: "
+                    'set config.data.heldout_examples')
+  if heldout + max(budget, 1) > len(examples):
+    raise DataError(f'config.data.heldout_examples={heldout} + '
+                    f'train_examples={budget} leave no room in the '
+                    f'{len(examples)} examples of {source}')
+  order = np.random.default_rng(cfg.subsample_seed).permutation(len(examples))
+  chosen = (order[:heldout] if split == HELDOUT_SPLIT else
+            order[heldout:heldout + budget] if budget else order[heldout:])
+  return [examples[i] for i in sorted(chosen)]
+
+
+def _read_split(cfg, split: str) -> list[dict[str, Any]]:
+  """The examples of one split's file(s), the first max_examples if set."""
   fmt = cfg.format
   if fmt == 'hf':
     examples = read_hf_dataset(cfg.hf_name, split, cfg.hf_config or None)
@@ -268,11 +316,6 @@ def load_split(data_config: ml_collections.ConfigDict, split: str
       raise DataError(f'config.data.format: unknown format {fmt!r}')
   if cfg.max_examples:
     examples = examples[:cfg.max_examples]
-  if not examples:
-    raise DataError(f'split {split!r} of {_describe_source(cfg, split)} has '
-                    'no examples' + (f' (config.data.split_fractions='
-                                     f'{dict(cfg.split_fractions)})'
-                                     if cfg.split_fractions else ''))
   return examples
 
 

@@ -5,7 +5,8 @@ divided (by train.py, after summing over devices) by the number of masked
 tokens sum_i n_i: the mean MLM loss plus a mean NSP loss whose examples are
 weighted by their masked-token count n_i. As a sum over tokens it splits
 exactly across devices and microbatches, and both losses count about
-equally, as in the paper's (mean MLM + mean NSP).
+equally, as in the paper's (mean MLM + mean NSP). With config.data.nsp
+False (RoBERTa's choice) rows hold one line and the loss is MLM alone.
 """
 import jax.numpy as jnp
 import numpy as np
@@ -34,11 +35,14 @@ class BertPretrainingTask(BertTask):
 
   @classmethod
   def loss_metric_names(cls, config):
+    if not config.data.nsp:
+      return ('mlm_loss',)
     return ('mlm_loss', 'nsp_loss', 'nsp_accuracy')
 
   @classmethod
   def decoded_metric_names(cls, config):
-    return ('mlm_accuracy', 'nsp_accuracy')
+    return ('mlm_accuracy', 'nsp_accuracy') if config.data.nsp else (
+        'mlm_accuracy',)
 
   def _forward(self, params, batch, rng, train):
     targets, weights = batch['mlm_targets'], batch['mlm_weights']
@@ -62,9 +66,11 @@ class BertPretrainingTask(BertTask):
                                     masked_per_example)
     examples = example_weights(batch, masked_per_example.shape)
     nsp_hits = (jnp.argmax(out['nsp_logits'], -1) == batch['nsp_labels'])
-    return dict(loss=mlm['loss'] + nsp['loss'], weight=mlm['weight'],
-                correct=mlm['correct'], mlm_loss=mlm['loss'],
-                nsp_loss=nsp['loss'],
+    sums = dict(loss=mlm['loss'], weight=mlm['weight'],
+                correct=mlm['correct'], mlm_loss=mlm['loss'])
+    if not self.config.data.nsp:  # MLM only (RoBERTa): no NSP loss
+      return sums
+    return dict(sums, loss=mlm['loss'] + nsp['loss'], nsp_loss=nsp['loss'],
                 nsp_correct=(nsp_hits * examples).sum(),
                 nsp_examples=examples.sum())
 
@@ -93,5 +99,7 @@ class BertPretrainingTask(BertTask):
       nsp_hits += float(((np.asarray(pred['nsp']) == np.asarray(
           batch['nsp_labels'])) * example).sum())
       nsp_count += float(example.sum())
-    return {'mlm_accuracy': (mlm_hits, mlm_count),
-            'nsp_accuracy': (nsp_hits, nsp_count)}
+    scores = {'mlm_accuracy': (mlm_hits, mlm_count)}
+    if self.config.data.nsp:
+      scores['nsp_accuracy'] = (nsp_hits, nsp_count)
+    return scores

@@ -61,6 +61,9 @@ _EXPERIMENTS = [
     ('causal_lm', None), ('causal_lm', 'data=shakespeare'),
     ('causal_lm', 'size=small_char,data=shakespeare'),
     ('bert_pretraining', None), ('bert_pretraining', 'data=wikitext2'),
+    ('bert_pretraining', 'size=mini,data=sst2_text'),
+    ('bert_finetune', 'size=mini,data=sst2,labels=1000'),
+    ('bert_finetune', 'data=sst2,init=minilm,labels=all'),
     ('bert_finetune', None), ('bert_finetune', 'task=qa'),
     ('bert_finetune', 'data=sst2'), ('bert_finetune', 'data=sst2,init=minilm'),
     ('bert_finetune', 'task=qa,data=squad,init=minilm'),
@@ -98,3 +101,13 @@ def test_every_config_builds_and_sets_only_declared_fields(name, arg):
   assert task.model_config.vocab_size == config.model.vocab_size
   with pytest.raises(AttributeError, match='cannot be added'):
     config.data.typo_field = 1  # locked: an unknown field fails where set
+
+
+@pytest.mark.parametrize('arg, error', [
+    ('data=sst2,labels=300', "labels='300' is not one of 1000, 5000, all"),
+    ('data=synthetic,labels=1000', "labels='1000' needs data=sst2"),
+])
+def test_a_bad_label_budget_is_one_line(arg, error):
+  from configs import bert_finetune  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=error):
+    bert_finetune.get_config(arg)

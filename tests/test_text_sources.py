@@ -101,3 +101,56 @@ def test_errors_name_the_culprit(tmp_path):
   tsv.write_text('a\tb\n1\t2\n3\n')
   with pytest.raises(DataError, match='line 3 has a wrong number'):
     text_sources.read_table(str(tsv))
+
+
+def test_label_budgets_are_nested_seeded_and_never_meet_the_heldout_slice(
+    tmp_path):
+  (tmp_path / 'train.tsv').write_text(
+      'sentence\tlabel\n' + ''.join(f'row {i}\t{i % 2}\n' for i in range(500)))
+  (tmp_path / 'dev.tsv').write_text('sentence\tlabel\ndev 7\t1\n')
+  def rows(split, **kw):
+    config = data_config(data_dir=str(tmp_path), format='tsv',
+                         file_pattern='{split}.tsv', text_key='sentence', **kw)
+    return [int(r['sentence'].split()[1])
+            for r in text_sources.load_split(config, split)]
+  heldout = rows('heldout', heldout_examples=100)
+  small = rows('train', heldout_examples=100, train_examples=50)
+  large = rows('train', heldout_examples=100, train_examples=200)
+  rest = rows('train', heldout_examples=100)
+  assert (len(heldout), len(small), len(large), len(rest)) == (
+      100, 50, 200, 400)
+  assert all(r == sorted(r) for r in (heldout, small, large, rest))
+  assert set(small) < set(large) < set(rest)
+  assert set(heldout).isdisjoint(rest)
+  assert set(heldout) | set(rest) == set(range(500))
+  assert rows('train', heldout_examples=100, train_examples=50) == small
+  other = rows('train', heldout_examples=100, train_examples=50,
+               subsample_seed=1)
+  assert other != small and len(other) == 50
+  assert rows('dev', heldout_examples=100, train_examples=50) == [7]
+  assert len(rows('train')) == 500  # no cut asked: the whole file
+
+
+def test_sst2_label_budgets_of_the_pretraining_record():
+  """SST-2 train as configs/bert_finetune.py:labels=... cuts it."""
+  from configs import bert_finetune  # pylint: disable=g-import-not-at-top
+  config = bert_finetune.get_config('size=mini,data=sst2,labels=1000')
+  config.data.data_dir = DATA_DIR
+  budget = text_sources.load_split(config.data, 'train')
+  heldout = text_sources.load_split(config.data, 'heldout')
+  assert (len(budget), len(heldout)) == (1000, 2000)
+  assert {r['label'] for r in budget} == {r['label'] for r in heldout} == {
+      '0', '1'}
+  assert len(text_sources.load_split(config.data, 'dev')) == 872
+
+
+def test_label_budget_errors_name_the_fields():
+  base = dict(format='tsv', file_pattern='sst2/{split}.tsv')
+  with pytest.raises(DataError, match=r"split 'heldout' is cut from the "
+                     r'train split: set config.data.heldout_examples'):
+    text_sources.load_split(cfg(**base), 'heldout')
+  with pytest.raises(DataError, match=r'heldout_examples=67000 \+ '
+                     r'train_examples=1000 leave no room in the 67349 '
+                     r'examples of .*sst2/train.tsv'):
+    text_sources.load_split(cfg(**base, heldout_examples=67000,
+                                train_examples=1000), 'train')

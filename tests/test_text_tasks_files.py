@@ -77,3 +77,29 @@ def test_pretraining_and_finetuning_share_one_special_token_layout(tmp_path):
   targets = pre['mlm_targets'][pre['mlm_weights'] > 0]
   assert targets.size > 0
   assert not np.isin(targets, [tok.cls_id, tok.sep_id, tok.pad_id]).any()
+
+
+@pytest.mark.parametrize('options', ['size=tiny,data=sst2_text',
+                                     'size=tiny,data=wikitext2'])
+def test_mlm_only_rows_hold_one_line_and_the_loss_no_nsp(tmp_path, options):
+  """data.nsp=False (RoBERTa's choice; sst2_text's default): [CLS] line
+  [SEP], segment ids 0, and a loss that is the MLM loss alone."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from tasks import get_task  # pylint: disable=g-import-not-at-top
+  config = shrink(bert_pretraining.get_config(options), max_examples=64)
+  config.data.nsp = False
+  if config.data.heldout_examples:  # 16 of the 64 rows read
+    config.data.heldout_examples = 16
+  tok, batch = _eval_batch(config, tmp_path)
+  for row, types, mask in zip(batch['input_ids'], batch['token_type_ids'],
+                              batch['attention_mask']):
+    length = int(mask.sum())
+    assert row[0] == tok.cls_id and row[length - 1] == tok.sep_id
+    assert np.flatnonzero(row[:length] == tok.sep_id).tolist() == [length - 1]
+    assert not types.any()
+  assert batch['mlm_weights'].sum() > 0
+  task = get_task(config)
+  params = jax.jit(task.init_variables)(jax.random.key(0))['params']
+  sums = task.loss_sums(params, batch, None, train=False)
+  assert 'nsp_loss' not in sums and sums['loss'] == sums['mlm_loss']
+  assert task.decoded_metric_names(config) == ('mlm_accuracy',)
