@@ -180,3 +180,14 @@ def _squad_dev_split(data):
   data.doc_stride = 128
   data.max_query_length = 64
   data.max_answer_length = 30
+
+
+def get_sweep(arg: str | None = None):
+  """The learning rate of a label budget (labels=...), by accuracy on the
+  held-out slice of train; dev stays the reported result."""
+  config = get_config(arg)
+  if not config.data.heldout_examples:
+    raise ValueError('a sweep tunes on the held-out slice: give labels=...')
+  return dict(grid={'optimizer.learning_rate': [3e-5, 1e-4, 3e-4, 1e-3]},
+              objective='eval/accuracy', direction='max', sampler='grid',
+              budget=4, fixed={'data.eval_split': 'heldout'})

@@ -1,0 +1,63 @@
+"""experiments/label_budget_curve.py: the choice of learning rate, the
+results it reads back and its figure (the runs themselves are sweep.py and
+train.py, tested on their own)."""
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location(
+    'label_budget_curve', ROOT / 'experiments' / 'label_budget_curve.py')
+curve = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(curve)
+
+
+def test_the_best_complete_trial_gives_the_learning_rate(tmp_path):
+  (tmp_path / 'report.csv').write_text(
+      'trial,state,optimizer.learning_rate,final eval/accuracy\n'
+      '0,complete,0.0003,0.695\n1,complete,0.001,0.71\n'
+      '2,failed,0.01,\n3,complete,3e-05,0.52\n')
+  assert curve.best_learning_rate(str(tmp_path)) == (0.001, 0.71)
+
+
+def test_dev_accuracy_is_read_at_the_final_step_only(tmp_path):
+  assert curve.dev_accuracy(str(tmp_path), 400) is None
+  (tmp_path / 'metrics.jsonl').write_text(
+      json.dumps({'step': 200, 'eval/accuracy': 0.6}) + '\n' +
+      json.dumps({'step': 400, 'train/loss': 0.1}) + '\n')
+  assert curve.dev_accuracy(str(tmp_path), 400) is None  # not finished
+  with open(tmp_path / 'metrics.jsonl', 'a', encoding='utf-8') as f:
+    f.write(json.dumps({'step': 400, 'eval/accuracy': 0.75}) + '\n')
+  assert curve.dev_accuracy(str(tmp_path), 400) == 0.75
+
+
+def test_the_table_and_the_figure_come_from_each_arms_results(tmp_path):
+  results = {'1000': dict(labels=1000, learning_rate=1e-3, chosen_at='1000',
+                          heldout_accuracy=0.7, dev_accuracy=[0.7, 0.72, 0.74],
+                          mean=0.72, spread=0.04, init_from='')}
+  assert '| 1,000 | 0.001 (1000) | 70.00 | 70.00, 72.00, 74.00 | 72.00 | ' \
+         '4.00 |' in curve.table('random', results)
+  (tmp_path / 'random').mkdir()
+  (tmp_path / 'random' / 'results.json').write_text(json.dumps(results))
+  out = tmp_path / 'curve.png'
+  subprocess.run([sys.executable, str(ROOT / 'experiments' /
+                                      'label_budget_curve.py'), '--plot',
+                  f'--workdir={tmp_path}', f'--output={out}'], check=True)
+  assert out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize('args, error', [
+    (['--arm=pretrained'], '--init_from is given with --arm=pretrained'),
+    (['--arm=random', '--init_from=x'], '--init_from is given with'),
+    (['--arm=random', '--budgets=10'], "--budgets: '10' is not one of"),
+])
+def test_bad_arguments_are_one_line(tmp_path, args, error):
+  done = subprocess.run([sys.executable, str(ROOT / 'experiments' /
+                                             'label_budget_curve.py'),
+                         f'--workdir={tmp_path}'] + args,
+                        capture_output=True, text=True)
+  assert done.returncode == 2 and error in done.stderr.splitlines()[-1]
