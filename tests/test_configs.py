@@ -111,3 +111,16 @@ def test_a_bad_label_budget_is_one_line(arg, error):
   from configs import bert_finetune  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match=error):
     bert_finetune.get_config(arg)
+
+
+@pytest.mark.parametrize('arg, rates', [
+    ('size=mini,data=sst2,labels=1000', 4), ('init=minilm,data=sst2,labels=all', 3)])
+def test_the_label_budget_sweep_tunes_on_the_heldout_slice(arg, rates):
+  from configs import bert_finetune  # pylint: disable=g-import-not-at-top
+  from sweeping import spec  # pylint: disable=g-import-not-at-top
+  config = bert_finetune.get_config(arg)
+  parsed = spec.parse_spec(bert_finetune.get_sweep(arg), config)
+  assert parsed.fixed == {'data.eval_split': 'heldout'}
+  assert len(parsed.grid['optimizer.learning_rate']) == parsed.budget == rates
+  with pytest.raises(ValueError, match='tunes on the held-out slice'):
+    bert_finetune.get_sweep('size=mini,data=sst2')
