@@ -20,6 +20,7 @@ from absl import flags
 from absl import logging
 import jax.numpy as jnp
 
+from errors import UserError
 import train
 import trained_run
 
@@ -33,13 +34,13 @@ def with_eval_file(config, path: str):
   file format (config.data.format)."""
   data = config.data
   if data.source != 'files' or data.format == 'hf':
-    raise ValueError(f'--eval_file: the run reads no files (config.data.'
-                     f'source={data.source!r}, format={data.format!r})')
+    raise UserError(f'--eval_file: the run reads no files (config.data.'
+                    f'source={data.source!r}, format={data.format!r})')
   paths = path.split(',')
   if len(paths) != (2 if data.format == 'parallel' else 1):
-    raise ValueError(f'--eval_file={path}: format {data.format!r} takes '
-                     + ('SOURCE,TARGET' if data.format == 'parallel' else
-                        'one file'))
+    raise UserError(f'--eval_file={path}: format {data.format!r} takes '
+                    + ('SOURCE,TARGET' if data.format == 'parallel' else
+                       'one file'))
   config = config.copy_and_resolve_references()
   # Absolute patterns: os.path.join drops data_dir; '{' is escaped because
   # patterns are formatted with the split name.
@@ -95,12 +96,15 @@ def record_name(steps, eval_file) -> str:
 
 def write_record(workdir: str, name: str, record: dict):
   directory = os.path.join(workdir, 'evaluations')
-  os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, name + '.json')
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(path + '.tmp', path)
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+      json.dump(record, f, indent=2, sort_keys=True)
+      f.write('\n')
+    os.replace(path + '.tmp', path)
+  except OSError as e:  # the workdir's disk or permissions
+    raise UserError(f'{path} cannot be written: {e.strerror or e}') from e
 
 
 def main(argv):

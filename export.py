@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from errors import UserError
 import train
 import trained_run
 from input_data import tokenizers
@@ -43,25 +44,29 @@ def check_output(output: str | None, workdir: str):
   """--output must name a directory to write that is not the run's own
   (its config.json would be overwritten) nor a file."""
   if not output:
-    raise ValueError('--output is required')
+    raise UserError('--output is required')
   if os.path.exists(output) and not os.path.isdir(output):
-    raise ValueError(f'--output={output} is a file; give a directory')
+    raise UserError(f'--output={output} is a file; give a directory')
   if os.path.realpath(output) == os.path.realpath(workdir):
-    raise ValueError(f'--output={output} is the run\'s --workdir: export '
-                     "would overwrite the run's config.json; give another "
-                     'directory')
+    raise UserError(f'--output={output} is the run\'s --workdir: export '
+                    "would overwrite the run's config.json; give another "
+                    'directory')
 
 
 def export_run(run: trained_run.TrainedRun, output: str) -> list[str]:
   """Writes the run's model and tokenizer to `output`; the file names."""
   model_name = run.task.model_name
-  files = hf.export_hf_checkpoint(
-      run.task.model_config, run.params, model_name, output,
-      **_token_ids(run))
-  if not run.task.data.synthetic:
-    files += tokenizers.save_for_transformers(
-        run.config.tokenizer, run.workdir, output,
-        run.task.model_config.max_len)
+  try:
+    files = hf.export_hf_checkpoint(
+        run.task.model_config, run.params, model_name, output,
+        **_token_ids(run))
+    if not run.task.data.synthetic:
+      files += tokenizers.save_for_transformers(
+          run.config.tokenizer, run.workdir, output,
+          run.task.model_config.max_len)
+  except OSError as e:  # the output's disk or permissions
+    raise UserError(f'--output={output} cannot be written: '
+                    f'{e.strerror or e}') from e
   return files
 
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from errors import UserError
 import train
 import trained_run
 from decoding import generation
@@ -68,14 +69,14 @@ def read_inputs(path: str) -> list[str]:
       lines = data.decode('utf-8').split('\n')
     except UnicodeDecodeError as e:
       line = data.count(b'\n', 0, e.start) + 1
-      raise ValueError(f'--input=-: invalid UTF-8 on line {line}') from None
+      raise UserError(f'--input=-: invalid UTF-8 on line {line}') from None
     if lines[-1] == '':
       lines.pop()
     lines = [l.rstrip('\r') for l in lines]
   else:
     lines = text_sources.read_lines(path)
   if not any(l.strip() for l in lines):
-    raise ValueError(f'--input={path}: no input (the file is empty)')
+    raise UserError(f'--input={path}: no input (the file is empty)')
   return lines
 
 
@@ -85,10 +86,10 @@ def check_output(path: str):
   if path == '-':
     return
   if os.path.isdir(path):
-    raise ValueError(f'--output={path} is a directory; give a file name')
+    raise UserError(f'--output={path} is a directory; give a file name')
   parent = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(parent):
-    raise ValueError(f'--output={path}: directory {parent} does not exist')
+    raise UserError(f'--output={path}: directory {parent} does not exist')
 
 
 def _one_line(text: str) -> str:
@@ -112,7 +113,7 @@ def _encode(tokenizer, text: str, line: int) -> list[int]:
   try:
     return tokenizer.encode(text)
   except ValueError as e:  # built-in data: not a token id
-    raise ValueError(f'--input line {line}: {e}') from None
+    raise UserError(f'--input line {line}: {e}') from None
 
 
 # ---------------------------------------------------------------- modes --
@@ -180,14 +181,14 @@ def _questions(lines) -> list[dict]:
     try:
       example = json.loads(line)
     except json.JSONDecodeError as e:
-      raise ValueError(f'--input line {n}: not JSON ({e.msg})') from None
+      raise UserError(f'--input line {n}: not JSON ({e.msg})') from None
     if not isinstance(example, dict) or not isinstance(
         example.get('question'), str):
-      raise ValueError(f'--input line {n}: no "question" (expected '
-                       '{"question": ..., "context": ...})')
+      raise UserError(f'--input line {n}: no "question" (expected '
+                      '{"question": ..., "context": ...})')
     if not isinstance(example.get('context'), str) or not example[
         'context'].strip():
-      raise ValueError(f'--input line {n}: a question without a context')
+      raise UserError(f'--input line {n}: a question without a context')
     examples.append({'id': str(n), 'question': example['question'],
                      'context': example['context']})
   return examples
@@ -224,14 +225,14 @@ def classify(run, lines, *, batch_size):
   for n, line in enumerate(lines, 1):
     text, tab, pair = line.partition('\t')
     if data.text_pair_key and not tab:
-      raise ValueError(f'--input line {n}: the run classifies sentence '
-                       'pairs: give SENTENCE<TAB>SENTENCE')
+      raise UserError(f'--input line {n}: the run classifies sentence '
+                      'pairs: give SENTENCE<TAB>SENTENCE')
     if not data.text_pair_key:
       text, pair = line, None
     try:
       feature = pipelines.sentence_features(tokenizer, text, pair)
     except ValueError as e:
-      raise ValueError(f'--input line {n}: {e}') from None
+      raise UserError(f'--input line {n}: {e}') from None
     pipelines.truncate(feature, lengths)
     features.append(feature)
   forward = jax.jit(run.task.forward)
@@ -255,8 +256,8 @@ def predict_lines(run, lines: list[str], **options) -> list[str]:
   `options` are the mode's keyword arguments (batch_size, beam_size...)."""
   mode = MODES.get(run.config.task)
   if mode is None:
-    raise ValueError(f"config.task={run.config.task!r}: predict serves "
-                     f'{", ".join(MODES)}')
+    raise UserError(f"config.task={run.config.task!r}: predict serves "
+                    f'{", ".join(MODES)}')
   return [_one_line(text) for text in mode(run, lines, **options)]
 
 
@@ -288,8 +289,8 @@ def main(argv):
     check_output(output)
     lines = read_inputs(_INPUT.value)
     if _BATCH_SIZE.value < 1 or _MAX_NEW_TOKENS.value < 0:
-      raise ValueError('--inputs_per_batch must be >= 1 and --max_new_tokens '
-                       '>= 0')
+      raise UserError('--inputs_per_batch must be >= 1 and --max_new_tokens '
+                      '>= 0')
     run = trained_run.from_flags(_with_start_text)
     outputs = predict_lines(run, lines, **_options(run.config.task))
     text = ''.join(o + '\n' for o in outputs)
@@ -300,8 +301,8 @@ def main(argv):
         with open(output, 'w', encoding='utf-8') as f:
           f.write(text)
       except OSError as e:
-        raise ValueError(f'--output={output} cannot be written: '
-                         f'{e.strerror or e}') from None
+        raise UserError(f'--output={output} cannot be written: '
+                        f'{e.strerror or e}') from None
 
   trained_run.run_command(command)
 

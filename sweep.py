@@ -27,6 +27,7 @@ from absl import logging
 from ml_collections import config_flags
 import optuna
 
+from errors import UserError
 from sweeping import report as report_lib
 from sweeping import spec as spec_lib
 from sweeping import study as study_lib
@@ -82,7 +83,7 @@ def main(argv):
     slots = workers_lib.split_devices(
         _WORKERS.value, workers_lib.local_gpus(dict(os.environ)),
         sorted(os.sched_getaffinity(0)))
-  except ValueError as e:  # SpecError included
+  except UserError as e:  # SpecError included
     sys.exit(f'error: sweep spec: {e}' if isinstance(e, spec_lib.SpecError)
              else f'error: {e}')
   name = _STUDY_NAME.value or os.path.basename(workdir)
@@ -143,7 +144,7 @@ def open_storage(workdir: str):
   url = _STORAGE.value or f'sqlite:///{os.path.join(workdir, "study.db")}'
   try:
     return study_lib.open_storage(url, _HEARTBEAT.value)
-  except ValueError as e:
+  except UserError as e:
     sys.exit(f'error: {e}')
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from configs import base_config
+from errors import UserError
 from input_data import pipelines
 from tasks import get_task
 from training import checkpointing, metrics, optimizers, parallel, pretrained
@@ -193,8 +194,20 @@ def check_workdir(workdir: str):
   except OSError as e:
     reason = ('it is a file, not a directory' if os.path.isfile(workdir)
               else e.strerror or e)
-    raise ValueError(f'--workdir={workdir} cannot be written: {reason}'
-                     ) from None
+    raise UserError(f'--workdir={workdir} cannot be written: {reason}'
+                    ) from None
+
+
+def validate_config(config, num_devices: int):
+  """base_config.validate, each of whose ValueErrors names a bad config
+  value: raised as UserError, so that the command line prints it in one
+  line (validate may raise plain ValueError; a UserError passes as is)."""
+  try:
+    base_config.validate(config, num_devices)
+  except UserError:
+    raise
+  except ValueError as e:
+    raise UserError(str(e)) from e
 
 
 def remove_unused_workdir(workdir: str):
@@ -293,18 +306,19 @@ def train_and_evaluate(config, workdir: str,
   `stop_at_step` ends the run early with a checkpoint, as a preempted or
   time-limited job would; running again continues to num_train_steps.
   SIGTERM/SIGINT do the same at the current step (`stopped_by` is set).
-  Raises ValueError (bad input, one line) before anything is written,
-  and Diverged at a non-finite step.
+  Raises UserError (bad input, one line) before anything is written, a
+  full disk or an unwritable workdir as UserError too, and Diverged at a
+  non-finite step; any other exception is a bug.
   """
-  base_config.validate(config, config.num_devices or jax.device_count())
+  validate_config(config, config.num_devices or jax.device_count())
   task = get_task(config)
   dp = make_parallel(config, task)
   dp.check_batch_size(config.batch_size, 'batch_size')
   dp.check_batch_size(config.eval_batch_size, 'eval_batch_size')
   if pipelines.host_batch_size(config.batch_size) % config.grad_accum_steps:
-    raise ValueError(f'config.batch_size={config.batch_size} does not split '
-                     f'into config.grad_accum_steps={config.grad_accum_steps}'
-                     ' microbatches on every device')
+    raise UserError(f'config.batch_size={config.batch_size} does not split '
+                    f'into config.grad_accum_steps={config.grad_accum_steps}'
+                    ' microbatches on every device')
   if config.init_from:
     task.check_init_from(workdir)
   task.check_positions()
@@ -318,10 +332,12 @@ def train_and_evaluate(config, workdir: str,
         return _train(config, workdir, task, dp, stop_at_step, signals,
                       started)
     except (OSError, checkpointing.CheckpointSaveError) as e:
-      raise ValueError(io_error_line(workdir, e)) from e
+      if not workdir_unusable(e):
+        raise  # a bug, or a save that failed for another reason
+      raise UserError(io_error_line(workdir, e)) from e
   except workdir_lock.WorkdirLocked:
     raise  # another run's workdir: not ours to tidy
-  except ValueError:
+  except UserError:
     if fresh and not started:  # bad data or tokenizer, found at setup
       remove_unused_workdir(workdir)
     raise
@@ -499,16 +515,36 @@ def stop_requested(signals) -> bool:
   return bool(np.any(flags_))
 
 
-def io_error_line(workdir: str, error: BaseException) -> str:
-  """One line for a failed read or write, with the free space when the
-  disk is full (the case that used to print 349 lines)."""
+# OSErrors that say the workdir's disk or permissions, not the program,
+# are at fault: the user's to fix, so reported in one line.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _error_chain(error: BaseException) -> list[BaseException]:
   chain, e = [], error
   while e is not None:
     chain.append(e)
     e = e.__cause__ or e.__context__
-  full = any(getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or
-             'No space left on device' in str(e) for e in chain)
-  if full:
+  return chain
+
+
+def disk_full(error: BaseException) -> bool:
+  return any(getattr(e, 'errno', None) in _FULL or
+             'No space left on device' in str(e) for e in _error_chain(error))
+
+
+def workdir_unusable(error: BaseException) -> bool:
+  """Whether a failed read or write (or checkpoint save) came from a full
+  disk or a denied write: bad input, unlike any other failure."""
+  return disk_full(error) or any(getattr(e, 'errno', None) in _DENIED
+                                 for e in _error_chain(error))
+
+
+def io_error_line(workdir: str, error: BaseException) -> str:
+  """One line for a failed read or write, with the free space when the
+  disk is full (the case that used to print 349 lines)."""
+  if disk_full(error):
     try:
       free = f'{shutil.disk_usage(workdir).free / 2**20:,.1f} MiB free'
     except OSError:
@@ -535,7 +571,7 @@ def main(argv):
     raise app.UsageError('--config and --workdir are required')
   try:
     result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except ValueError as e:  # bad input: one line, unless asked for more
+  except UserError as e:  # bad input: one line, unless asked for more
     if _TRACEBACK.value:
       raise
     _exit(EXIT_ERROR, f'error: {e}')

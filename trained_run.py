@@ -16,6 +16,7 @@ import ml_collections
 
 import train  # pylint: disable=unused-import  (defines the shared flags)
 from configs.base_config import base_config
+from errors import UserError
 from tasks import Task, get_task
 from training import checkpointing, run_config
 
@@ -79,15 +80,16 @@ def from_flags(adjust: Callable = lambda config: config) -> TrainedRun:
 
 
 def run_command(command: Callable[[], None]):
-  """Runs a command's body; bad input ends it with one line on stderr and
-  exit code 1 (the traceback with --show_traceback)."""
+  """Runs a command's body; bad input (UserError) ends it with one line on
+  stderr and exit code 1 (the traceback with --show_traceback). Any other
+  exception is a bug and keeps its traceback."""
   if not flags.FLAGS.workdir:
     sys.exit('error: --workdir is required')
   if not flags.FLAGS.show_traceback:  # orbax's errors are raised to us too
     checkpointing.quiet_orbax_errors()
   try:
     command()
-  except (ValueError, OSError) as e:
+  except UserError as e:
     if flags.FLAGS.show_traceback:
       raise
     sys.exit(f'error: {e}')

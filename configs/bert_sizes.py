@@ -10,6 +10,7 @@ BERT-large 335,141,888 (encoder + pooler, as HF BertModel counts them).
 This module only describes networks (it has no get_config): the training
 configs bert_pretraining.py and bert_finetune.py choose a size by name.
 """
+from errors import UserError
 
 # name: (num_layers, d_model, num_heads)
 SIZES = {
@@ -27,7 +28,7 @@ SIZES = {
 def bert_model(size: str) -> dict:
   """ModelConfig fields of BERT-`size`."""
   if size not in SIZES:
-    raise ValueError(f'BERT size {size!r} is not one of {", ".join(SIZES)}')
+    raise UserError(f'BERT size {size!r} is not one of {", ".join(SIZES)}')
   num_layers, d_model, num_heads = SIZES[size]
   return dict(
       vocab_size=30522,

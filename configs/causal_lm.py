@@ -31,6 +31,7 @@ import os
 
 from configs.base_config import base_config, model_config, parse_options
 from configs.gpt2_small import gpt2_model
+from errors import UserError
 
 _SIZES = {  # num_layers, d_model
     'tiny': (2, 64),
@@ -43,8 +44,8 @@ _SIZES = {  # num_layers, d_model
 def get_config(arg: str | None = None):
   options = parse_options(arg, size='tiny', data='synthetic')
   if options['size'] not in _SIZES:
-    raise ValueError(f"size={options['size']!r} is not one of "
-                     f'{", ".join(_SIZES)}')
+    raise UserError(f"size={options['size']!r} is not one of "
+                    f'{", ".join(_SIZES)}')
   config = base_config()
   config.task = 'causal_lm'             # tasks/ registry name
   model = gpt2_model(*_SIZES[options['size']])
@@ -69,8 +70,8 @@ def get_config(arg: str | None = None):
     config.data.eval_split = 'validation'
     config.tokenizer.update(kind='char')
   else:
-    raise ValueError(f"data={options['data']!r} is not synthetic or "
-                     'shakespeare')
+    raise UserError(f"data={options['data']!r} is not synthetic or "
+                    'shakespeare')
   config.model = model_config(**model)
   config.batch_size = 64
   config.eval_batch_size = 64

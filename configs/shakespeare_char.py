@@ -26,6 +26,7 @@ import os
 
 from configs.base_config import base_config, model_config, parse_options
 from configs.gpt2_small import gpt2_model
+from errors import UserError
 
 # num_layers, d_model (heads: d_model // 32 for cpu, // 64 for gpu),
 # block size, batch, iterations, dropout
@@ -40,8 +41,8 @@ _VARIANTS = {
 def get_config(arg: str | None = 'cpu'):
   variant = (arg or 'cpu').split(',')[0]
   if variant not in _VARIANTS:
-    raise ValueError(f'variant {variant!r} is not one of '
-                     f'{", ".join(_VARIANTS)}')
+    raise UserError(f'variant {variant!r} is not one of '
+                    f'{", ".join(_VARIANTS)}')
   parse_options(','.join((arg or '').split(',')[1:]))  # no other options
   v = _VARIANTS[variant]
   config = base_config()

@@ -19,6 +19,7 @@ T5ForConditionalGeneration weights load with
 `models.hf.load_hf_checkpoint` (or `config.init_from`).
 """
 from configs.base_config import base_config, model_config
+from errors import UserError
 
 
 def t5_model(num_layers: int, d_model: int, num_heads: int, d_ff: int,
@@ -58,8 +59,8 @@ def get_config(arg: str | None = None):
   flags = set(filter(None, (arg or '').split(',')))
   unknown = flags - {'tiny', 'v1_1'}
   if unknown:
-    raise ValueError(f'unknown option(s) {", ".join(sorted(unknown))} in '
-                     f'{arg!r}; expected tiny, v1_1')
+    raise UserError(f'unknown option(s) {", ".join(sorted(unknown))} in '
+                    f'{arg!r}; expected tiny, v1_1')
   version = '1.1' if 'v1_1' in flags else '1.0'
   config = base_config()
   config.task = 'seq2seq'

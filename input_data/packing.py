@@ -14,6 +14,8 @@ import grain
 import numpy as np
 from grain.experimental import FirstFitPackIterDataset
 
+from errors import UserError
+
 
 def pad_to(x: np.ndarray, length: int, value: int = 0) -> np.ndarray:
   """[n] -> [length], padded at the end with `value` (n <= length)."""
@@ -36,8 +38,8 @@ class LengthLimitIterDataset(grain.IterDataset):
                overlong: str = 'truncate', keep_last_token: bool = True):
     super().__init__(parent)
     if overlong not in ('truncate', 'drop'):
-      raise ValueError(f'config.data.overlong: {overlong!r} is not '
-                       "'truncate' or 'drop'")
+      raise UserError(f'config.data.overlong: {overlong!r} is not '
+                      "'truncate' or 'drop'")
     self.max_lengths = dict(max_lengths)
     self.overlong = overlong
     self.keep_last_token = keep_last_token

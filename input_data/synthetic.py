@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from errors import UserError
 from input_data import mlm_masking, pipelines
 
 PAD, SEP, CLS, MASK = 0, 1, 2, 3
@@ -36,11 +37,11 @@ def seq2seq_rows(rng, count: int, data_cfg, vocab_size: int) -> dict:
   """inputs [count, max_len], targets [count, max_len + 1] int32: the
   source transformed by `data_cfg.task`, then EOS."""
   if data_cfg.task not in _SEQ2SEQ_TRANSFORMS:
-    raise ValueError(f'config.data.task={data_cfg.task!r} is not one of '
-                     f'{", ".join(_SEQ2SEQ_TRANSFORMS)}')
+    raise UserError(f'config.data.task={data_cfg.task!r} is not one of '
+                    f'{", ".join(_SEQ2SEQ_TRANSFORMS)}')
   if not 1 <= data_cfg.min_len <= data_cfg.max_len:
-    raise ValueError(f'config.data.min_len={data_cfg.min_len} must be in '
-                     f'[1, config.data.max_len={data_cfg.max_len}]')
+    raise UserError(f'config.data.min_len={data_cfg.min_len} must be in '
+                    f'[1, config.data.max_len={data_cfg.max_len}]')
   transform = _SEQ2SEQ_TRANSFORMS[data_cfg.task]
   inputs = np.zeros((count, data_cfg.max_len), np.int32)
   targets = np.zeros((count, data_cfg.max_len + 1), np.int32)
@@ -144,8 +145,8 @@ class IdTokenizer:
     for match in re.finditer(r'\S+', text):
       token = match.group()
       if not token.isdigit() or int(token) >= self.vocab_size:
-        raise ValueError(f'{token!r} is not a token id in [0, '
-                         f'{self.vocab_size}) (built-in data: ids as numbers)')
+        raise UserError(f'{token!r} is not a token id in [0, '
+                        f'{self.vocab_size}) (built-in data: ids as numbers)')
       ids.append(int(token))
       offsets.append(match.span())
     return ids, offsets

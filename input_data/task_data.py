@@ -11,6 +11,7 @@ import os
 
 import ml_collections
 
+from errors import UserError
 from input_data import synthetic, text_sources, tokenizers
 
 SOURCES = ('synthetic', 'files')
@@ -31,8 +32,8 @@ class TaskData:
   def __init__(self, config, model_config, make_rows: Callable,
                pipeline_fn: Callable, text_keys: tuple[str, ...]):
     if config.data.source not in SOURCES:
-      raise ValueError(f'config.data.source={config.data.source!r} is not '
-                       f'one of {", ".join(SOURCES)}')
+      raise UserError(f'config.data.source={config.data.source!r} is not '
+                      f'one of {", ".join(SOURCES)}')
     self.config, self.model_config = config, model_config
     self.make_rows, self.pipeline_fn = make_rows, pipeline_fn
     self.text_keys = text_keys
@@ -95,7 +96,7 @@ class TaskData:
       describe = lambda c, t, folder: (
           f'{c.kind} {tokenizers.tokenizer_file(c, folder)} of '
           f'{t.vocab_size} tokens')
-      raise ValueError(
+      raise UserError(
           f'config.init_from={path} was trained with another tokenizer '
           f'({describe(theirs_config, theirs, path)}) than config.tokenizer '
           f'({describe(ours_config, ours, workdir)}): set config.tokenizer '
@@ -104,8 +105,8 @@ class TaskData:
   def _checked(self, tokenizer):
     vocab = self.model_config.vocab_size
     if tokenizer.vocab_size > vocab:
-      raise ValueError(f'the tokenizer has {tokenizer.vocab_size} '
-                       f'tokens but config.model.vocab_size={vocab}')
+      raise UserError(f'the tokenizer has {tokenizer.vocab_size} '
+                      f'tokens but config.model.vocab_size={vocab}')
     return tokenizer
 
   def _pipeline(self, global_batch_size, training, workdir=None):

@@ -36,8 +36,10 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
   """A data file or directory is missing, malformed or inconsistent."""
 
 

@@ -42,6 +42,8 @@ from typing import Protocol
 
 import ml_collections
 
+from errors import UserError
+
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
 
@@ -85,7 +87,7 @@ class SentencePieceTokenizer:
     self.vocab_size = self._sp.get_piece_size()
     self.pad_id, self.eos_id = self._sp.pad_id(), self._sp.eos_id()
     if (self.pad_id, self.eos_id) != (PAD_ID, EOS_ID):
-      raise ValueError(
+      raise UserError(
           f'{model_path}: expected pad_id=0, eos_id=1, got pad_id='
           f'{self.pad_id}, eos_id={self.eos_id}')
 
@@ -276,18 +278,18 @@ def build_tokenizer(tokenizer_config: ml_collections.ConfigDict, workdir: str,
   cfg = tokenizer_config
   kind = cfg.kind
   if kind not in ('sentencepiece', 'hf_json', 'wordpiece', 'char'):
-    raise ValueError(f'config.tokenizer.kind: unknown kind {kind!r}; expected '
-                     "'sentencepiece', 'hf_json', 'wordpiece' or 'char'")
+    raise UserError(f'config.tokenizer.kind: unknown kind {kind!r}; expected '
+                    "'sentencepiece', 'hf_json', 'wordpiece' or 'char'")
   path = tokenizer_file(cfg, workdir)
   # A SentencePiece `path` must exist; a character vocabulary is built there.
   trainable = kind == 'char' or (kind == 'sentencepiece' and not cfg.path)
   if trainable and not os.path.exists(path):
     if not workdir:  # never into the current directory
-      raise ValueError(f'config.tokenizer: a {kind} tokenizer is trained into'
-                       " the run's workdir, and none was given")
+      raise UserError(f'config.tokenizer: a {kind} tokenizer is trained into'
+                      " the run's workdir, and none was given")
     if training_texts_fn is None:
-      raise ValueError(f'config.tokenizer: {path} does not exist and there '
-                       f'is no training text to build a {kind} tokenizer')
+      raise UserError(f'config.tokenizer: {path} does not exist and there '
+                      f'is no training text to build a {kind} tokenizer')
     _train(cfg, path, training_texts_fn)
   if kind == 'sentencepiece':
     return SentencePieceTokenizer(path)

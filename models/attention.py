@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from errors import UserError
 from models import fast_dots
 from models.blockwise_attention import blockwise_attention
 from models import initializers
@@ -218,8 +219,8 @@ class MultiHeadAttention(nn.Module):
     bias = None
     if cfg.position_embedding == 't5_relative':
       if bias_table is None:
-        raise ValueError('model.position_embedding="t5_relative" needs the '
-                         "stack's bias table: the encoder-decoder only")
+        raise UserError('model.position_embedding="t5_relative" needs the '
+                        "stack's bias table: the encoder-decoder only")
       if self.decode:
         positions_kv = jnp.arange(key.shape[1])[None]
       bias = relative_attention_bias(bias_table, positions_q, positions_kv,

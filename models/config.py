@@ -8,6 +8,8 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from errors import UserError
+
 _CHOICES = {
     'norm_position': ('post', 'pre'),
     'position_embedding': ('sinusoidal', 'learned', 'rope', 't5_relative',
@@ -95,69 +97,69 @@ class ModelConfig:
     for name, choices in _CHOICES.items():
       value = getattr(self, name)
       if value not in choices:
-        raise ValueError(
+        raise UserError(
             f'model.{name}={value!r} is not one of {", ".join(choices)}')
     for name in ('vocab_size', 'd_model', 'num_heads', 'd_ff', 'num_layers',
                  'max_len', 'num_labels', 'attention_block_size'):
       if getattr(self, name) <= 0:
-        raise ValueError(f'model.{name} must be positive, got '
-                         f'{getattr(self, name)}')
+        raise UserError(f'model.{name} must be positive, got '
+                        f'{getattr(self, name)}')
     if self.d_model % self.num_heads:
-      raise ValueError(
+      raise UserError(
           f'model.d_model={self.d_model} is not divisible by '
           f'model.num_heads={self.num_heads}')
     if self.num_kv_heads < 0:
-      raise ValueError(f'model.num_kv_heads must be >= 0 (0: num_heads), got '
-                       f'{self.num_kv_heads}')
+      raise UserError(f'model.num_kv_heads must be >= 0 (0: num_heads), got '
+                      f'{self.num_kv_heads}')
     if self.num_heads % self.kv_heads:
-      raise ValueError(
+      raise UserError(
           f'model.num_heads={self.num_heads} is not divisible by '
           f'model.num_kv_heads={self.num_kv_heads} (0: num_heads)')
     if self.position_embedding == 'rope' and self.head_dim % 2:
-      raise ValueError(f'rotary positions need an even head dimension, got '
-                       f'd_model/num_heads={self.head_dim}')
+      raise UserError(f'rotary positions need an even head dimension, got '
+                      f'd_model/num_heads={self.head_dim}')
     for name in ('dropout_rate', 'attention_dropout_rate',
                  'activation_dropout_rate'):
       if not 0.0 <= getattr(self, name) < 1.0:
-        raise ValueError(f'model.{name} must be in [0, 1), got '
-                         f'{getattr(self, name)}')
+        raise UserError(f'model.{name} must be in [0, 1), got '
+                        f'{getattr(self, name)}')
     if self.dropout_bits not in (8, 16, 32):
-      raise ValueError(f'model.dropout_bits={self.dropout_bits} is not one of '
-                       '8, 16, 32')
+      raise UserError(f'model.dropout_bits={self.dropout_bits} is not one of '
+                      '8, 16, 32')
     for name in ('dropout_rate', 'attention_dropout_rate',
                  'activation_dropout_rate'):
       rate = getattr(self, name)
       if rate > 0 and round(rate * 2 ** self.dropout_bits) == 0:
-        raise ValueError(f'model.{name}={rate} rounds to 0 with '
-                         f'model.dropout_bits={self.dropout_bits}; use more '
-                         'bits or rate 0')
+        raise UserError(f'model.{name}={rate} rounds to 0 with '
+                        f'model.dropout_bits={self.dropout_bits}; use more '
+                        'bits or rate 0')
     if self.relative_attention_num_buckets < 4:
-      raise ValueError('model.relative_attention_num_buckets must be >= 4, '
-                       f'got {self.relative_attention_num_buckets}')
+      raise UserError('model.relative_attention_num_buckets must be >= 4, '
+                      f'got {self.relative_attention_num_buckets}')
     if self.relative_attention_max_distance <= (
         self.relative_attention_num_buckets // 2):
-      raise ValueError(
+      raise UserError(
           'model.relative_attention_max_distance must exceed half of '
           f'model.relative_attention_num_buckets='
           f'{self.relative_attention_num_buckets}, got '
           f'{self.relative_attention_max_distance}')
     if (self.attention_impl == 'blockwise'
         and self.position_embedding == 't5_relative'):
-      raise ValueError('model.attention_impl="blockwise" adds no attention '
-                       'bias; model.position_embedding="t5_relative" needs '
-                       '"einsum" or "fused"')
+      raise UserError('model.attention_impl="blockwise" adds no attention '
+                      'bias; model.position_embedding="t5_relative" needs '
+                      '"einsum" or "fused"')
     if (self.attention_impl in ('fused', 'cudnn')
         and self.attention_dropout_rate > 0):
-      raise ValueError(f'model.attention_impl="{self.attention_impl}" (jax.'
-                       'nn.dot_product_attention) has no attention dropout; '
-                       'set model.attention_dropout_rate=0')
+      raise UserError(f'model.attention_impl="{self.attention_impl}" (jax.'
+                      'nn.dot_product_attention) has no attention dropout; '
+                      'set model.attention_dropout_rate=0')
     if self.attention_impl == 'cudnn' and self.dtype == 'float32':
-      raise ValueError('model.attention_impl="cudnn" needs model.dtype '
-                       'bfloat16 or float16 (cuDNN flash attention), got '
-                       '"float32"')
+      raise UserError('model.attention_impl="cudnn" needs model.dtype '
+                      'bfloat16 or float16 (cuDNN flash attention), got '
+                      '"float32"')
     if self.attention_impl == 'blockwise' and self.attention_dropout_rate > 0:
-      raise ValueError('model.attention_impl="blockwise" has no attention '
-                       'dropout; set model.attention_dropout_rate=0')
+      raise UserError('model.attention_impl="blockwise" has no attention '
+                      'dropout; set model.attention_dropout_rate=0')
 
   @property
   def head_dim(self) -> int:
@@ -190,5 +192,5 @@ def model_config_from(config_dict) -> ModelConfig:
   known = {f.name for f in dataclasses.fields(ModelConfig)}
   unknown = sorted(set(values) - known)
   if unknown:
-    raise ValueError(f'unknown model config field(s): model.{", model.".join(unknown)}')
+    raise UserError(f'unknown model config field(s): model.{", model.".join(unknown)}')
   return ModelConfig(**values)

@@ -32,6 +32,7 @@ import os
 
 import ml_collections
 
+from errors import UserError
 import tasks
 
 RANGE_KINDS = ('uniform', 'loguniform', 'int', 'categorical')
@@ -41,7 +42,7 @@ _KEYS = ('grid', 'settings', 'ranges', 'objective', 'direction', 'sampler',
          'sampler_args', 'pruner', 'pruner_args', 'budget', 'fixed', 'seed')
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
   """A sweep spec that cannot run; the message is one line."""
 
 
@@ -110,7 +111,12 @@ def _call(function, arg):
 def sweep_from_module(module, path: str, arg: str | None) -> dict:
   if not hasattr(module, 'get_sweep'):
     raise SpecError(f'{path} defines no get_sweep(); see sweeping/spec.py')
-  raw = _call(module.get_sweep, arg)
+  try:
+    raw = _call(module.get_sweep, arg)
+  except UserError:
+    raise
+  except ValueError as e:  # a config file's get_sweep: a bad --config=...:arg
+    raise UserError(str(e)) from e
   if not isinstance(raw, dict):
     raise SpecError(f'{path}: get_sweep() returned {type(raw).__name__}, '
                     'not a dict')

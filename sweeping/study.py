@@ -17,6 +17,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 import sqlalchemy
 
+from errors import UserError
 from sweeping.spec import SpecError, SweepSpec
 
 MAX_RETRY = 3           # re-runs of a setting whose worker died
@@ -67,8 +68,8 @@ def open_storage(url: str, heartbeat_s: int):
   except (ImportError, sqlalchemy.exc.SQLAlchemyError, OSError,
           ValueError) as e:
     reason = ' '.join(str(getattr(e, 'orig', None) or e).split())[:300]
-    raise ValueError(f'--storage={redact(url)}: '
-                     + hide_password(reason, url)) from None
+    raise UserError(f'--storage={redact(url)}: '
+                    + hide_password(reason, url)) from None
 
 
 def redact(url: str) -> str:

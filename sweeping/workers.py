@@ -16,6 +16,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
+from errors import UserError
 from sweeping import study as study_lib
 from sweeping import trials as trials_lib
 
@@ -65,11 +66,11 @@ def split_devices(workers: int, gpus: list, cpus: list) -> list:
   """Contiguous shares of the GPUs, else of the CPU cores. One worker keeps
   the whole machine; more workers than cores share cores round robin."""
   if workers < 1:
-    raise ValueError(f'--workers={workers}: expected at least 1')
+    raise UserError(f'--workers={workers}: expected at least 1')
   if gpus:
     if workers > len(gpus):
-      raise ValueError(f'--workers={workers} but {len(gpus)} GPU(s) '
-                       f'({",".join(gpus)}): at most one worker per GPU')
+      raise UserError(f'--workers={workers} but {len(gpus)} GPU(s) '
+                      f'({",".join(gpus)}): at most one worker per GPU')
     return [Slot(i, gpus=tuple(gpus[i::workers])) for i in range(workers)]
   if workers == 1:
     return [Slot(0)]

@@ -5,6 +5,7 @@ builds the one that `config.task` names.
 """
 import importlib
 
+from errors import UserError
 from tasks.base import Task
 
 _TASKS = {
@@ -20,8 +21,8 @@ LOSS_METRICS = ('loss', 'accuracy', 'perplexity')
 
 def task_class(config) -> type[Task]:
   if config.task not in _TASKS:
-    raise ValueError(f'config.task={config.task!r} is not one of '
-                     f'{", ".join(sorted(_TASKS))}')
+    raise UserError(f'config.task={config.task!r} is not one of '
+                    f'{", ".join(sorted(_TASKS))}')
   module_name, class_name = _TASKS[config.task].split(':')
   return getattr(importlib.import_module(module_name), class_name)
 

@@ -9,6 +9,7 @@ import abc
 
 import jax.numpy as jnp
 
+from errors import UserError
 from input_data.task_data import TaskData
 from models import registry
 from models.config import model_config_from
@@ -74,7 +75,7 @@ class Task(abc.ABC):
       return  # rotary, relative and no positions have no table
     for field, length in self.row_lengths().items():
       if length > cfg.max_len:
-        raise ValueError(
+        raise UserError(
             f'{field} gives rows of {length} positions but '
             f'config.model.max_len={cfg.max_len} ({cfg.position_embedding} '
             f'positions) holds only {cfg.max_len}: raise config.model.max_len'

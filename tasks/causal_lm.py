@@ -4,6 +4,7 @@ import jax
 import numpy as np
 
 from decoding import generation
+from errors import UserError
 from input_data import pipelines, synthetic
 from input_data.task_data import TaskData
 from models.decoder_lm import output_table
@@ -45,8 +46,8 @@ class CausalLMTask(Task):
       return tokenizer.eos_id
     ids = tokenizer.encode(text)
     if len(ids) != 1:
-      raise ValueError(f'config.decode.start_text={text!r} is {len(ids)} '
-                       'tokens; it must be exactly one')
+      raise UserError(f'config.decode.start_text={text!r} is {len(ids)} '
+                      'tokens; it must be exactly one')
     return ids[0]
 
   # Loss --------------------------------------------------------------------

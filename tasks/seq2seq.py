@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from decoding import beam_search
+from errors import UserError
 from input_data import pipelines, synthetic
 from input_data.task_data import TaskData
 from models.encoder_decoder import output_table
@@ -116,8 +117,8 @@ class Seq2SeqTask(Task):
     training split into `workdir` the first time, reused on resume."""
     tokenizer = self.data.tokenizer(workdir)
     if tokenizer.eos_id != self.eos_id:
-      raise ValueError(f'config.tokenizer: EOS must be id {self.eos_id} for '
-                       f'the encoder-decoder, got {tokenizer.eos_id}')
+      raise UserError(f'config.tokenizer: EOS must be id {self.eos_id} for '
+                      f'the encoder-decoder, got {tokenizer.eos_id}')
     return tokenizer
 
   def train_batches(self, workdir, global_batch_size: int):

@@ -24,17 +24,21 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from errors import UserError
+
 MANIFEST = 'manifest.json'
 DAMAGED_DIR = 'damaged_checkpoints'
 
 
-class ShapeMismatch(ValueError):
+class ShapeMismatch(UserError):
   """The checkpoint is readable but holds another model: a config error,
   never a reason to fall back to an older checkpoint."""
 
 
-class CheckpointSaveError(ValueError):
-  """A background save failed or did not finish in time."""
+class CheckpointSaveError(RuntimeError):
+  """A background save failed or did not finish in time: not bad input
+  (train.py reports a full disk in one line, anything else with its
+  traceback)."""
 
 
 class OrbaxErrorLog(logging.Filter):
@@ -137,8 +141,8 @@ class Checkpointer:
       self.manager = ocp.CheckpointManager(
           self.directory, options=options, item_handlers=item_handlers())
     except OSError as e:
-      raise ValueError(f'checkpoint directory {self.directory} cannot be '
-                       f'used: {e.strerror or e}') from None
+      raise UserError(f'checkpoint directory {self.directory} cannot be '
+                      f'used: {e.strerror or e}') from None
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -218,7 +222,7 @@ class Checkpointer:
       self._set_aside(skipped)
       return step, state, data_state
     if skipped:
-      raise ValueError(
+      raise UserError(
           f'no checkpoint in {self.directory} can be read (steps '
           f'{sorted(skipped)} are damaged); move them away to start afresh')
     return None
@@ -302,9 +306,9 @@ def check_manifest(folder: str):
   actual = file_sizes(folder)
   for rel, size in expected.items():
     if rel not in actual:
-      raise ValueError(f'{rel} is missing')
+      raise UserError(f'{rel} is missing')
     if actual[rel] != size:
-      raise ValueError(f'{rel} has {actual[rel]} bytes, {size} when saved')
+      raise UserError(f'{rel} has {actual[rel]} bytes, {size} when saved')
 
 
 def _write_json(path: str, value):
@@ -350,7 +354,7 @@ def restore_params(workdir: str, expected=None, *, step: int | None = None,
   """
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   if not os.path.isdir(directory):
-    raise ValueError(f'{name}={workdir} has no checkpoints/ folder')
+    raise UserError(f'{name}={workdir} has no checkpoints/ folder')
   # The 'state' item is read as a plain pytree, so that a subtree (the
   # parameters) can be restored alone.
   handlers = dict(item_handlers(), state=ocp.PyTreeCheckpointHandler())
@@ -364,19 +368,19 @@ def restore_params(workdir: str, expected=None, *, step: int | None = None,
 
 def _chosen_steps(saved, workdir, step, average_last, name):
   if not saved:
-    raise ValueError(f'{name}={workdir} holds no checkpoint')
+    raise UserError(f'{name}={workdir} holds no checkpoint')
   if step is not None and average_last:
-    raise ValueError('--step and --average_last exclude each other')
+    raise UserError('--step and --average_last exclude each other')
   if step is not None:
     if step not in saved:
-      raise ValueError(f'--step={step}: {workdir} has checkpoints at steps '
-                       f'{", ".join(map(str, saved))} only')
+      raise UserError(f'--step={step}: {workdir} has checkpoints at steps '
+                      f'{", ".join(map(str, saved))} only')
     return [step]
   if average_last:
     if not 1 <= average_last <= len(saved):
-      raise ValueError(f'--average_last={average_last}: {workdir} has '
-                       f'{len(saved)} checkpoints (steps '
-                       f'{", ".join(map(str, saved))})')
+      raise UserError(f'--average_last={average_last}: {workdir} has '
+                      f'{len(saved)} checkpoints (steps '
+                      f'{", ".join(map(str, saved))})')
     return saved[-average_last:]
   return saved[-1:]
 
@@ -396,7 +400,7 @@ def _read_params(manager, step, expected):
   try:
     check_manifest(folder)
   except ValueError as e:
-    raise ValueError(f'checkpoint {folder} is damaged: {e}') from None
+    raise UserError(f'checkpoint {folder} is damaged: {e}') from None
   abstract = _saved_params(manager, step)
   if expected is not None:
     check_shapes(abstract['params'], expected,

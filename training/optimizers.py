@@ -3,6 +3,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from errors import UserError
+
 
 def learning_rate_schedule(opt_config, total_steps: int):
   """step -> learning rate.
@@ -29,8 +31,8 @@ def learning_rate_schedule(opt_config, total_steps: int):
     return optax.join_schedules(
         [optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)],
         [warmup])
-  raise ValueError(f'optimizer.schedule={kind!r} is not one of rsqrt, cosine, '
-                   'constant')
+  raise UserError(f'optimizer.schedule={kind!r} is not one of rsqrt, cosine, '
+                  'constant')
 
 
 def make_optimizer(opt_config, total_steps: int):
@@ -47,8 +49,8 @@ def make_optimizer(opt_config, total_steps: int):
                       eps=opt_config.eps, weight_decay=opt_config.weight_decay,
                       mask=mask)
   else:
-    raise ValueError(f'optimizer.name={opt_config.name!r} is not one of adam, '
-                     'adamw')
+    raise UserError(f'optimizer.name={opt_config.name!r} is not one of adam, '
+                    'adamw')
   if opt_config.grad_clip_norm > 0:
     opt = optax.chain(clip_by_global_norm(opt_config.grad_clip_norm), opt)
   return opt, schedule

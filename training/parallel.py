@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from errors import UserError
 from training import sharding
 
 DATA_AXIS = 'data'
@@ -41,8 +42,8 @@ class Parallel(abc.ABC):
     self.devices = jax.devices()
     if num_devices:
       if jax.process_count() > 1 or not 0 < num_devices <= len(self.devices):
-        raise ValueError(f'config.num_devices={num_devices} must be in [1, '
-                         f'{len(self.devices)}] on a single host')
+        raise UserError(f'config.num_devices={num_devices} must be in [1, '
+                        f'{len(self.devices)}] on a single host')
       self.devices = self.devices[:num_devices]
     self.local_devices = [d for d in self.devices
                           if d.process_index == jax.process_index()]
@@ -62,12 +63,12 @@ class Parallel(abc.ABC):
   def check_batch_size(self, global_batch_size: int, name: str):
     """Fails early with one line if a batch does not split over devices."""
     if global_batch_size < 1:
-      raise ValueError(f'config.{name}={global_batch_size} must be >= 1')
+      raise UserError(f'config.{name}={global_batch_size} must be >= 1')
     if global_batch_size % self.batch_shards:
       parts = (f'{self.num_devices} devices'
                if self.batch_shards == self.num_devices else
                f'{self.batch_shards} batch shards of config.mesh')
-      raise ValueError(
+      raise UserError(
           f'config.{name}={global_batch_size} is not divisible by the '
           f'{parts}')
 
@@ -281,8 +282,8 @@ def make_parallel(mode: str, num_devices: int = 0, *,
   resolved `config.mesh` sizes, `config.logical_axis_rules` and the
   parameters' logical axes (Task.param_axes)."""
   if mode not in _KINDS:
-    raise ValueError(f'config.parallelism={mode!r} is not one of '
-                     f'{", ".join(_KINDS)}')
+    raise UserError(f'config.parallelism={mode!r} is not one of '
+                    f'{", ".join(_KINDS)}')
   if mode == 'pmap':
     return PmapParallel(num_devices)
   return MeshParallel(num_devices, mesh_shape, rules, param_axes)

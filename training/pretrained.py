@@ -13,6 +13,7 @@ from flax import traverse_util
 import jax
 import jax.numpy as jnp
 
+from errors import UserError
 from models import hf
 from training import checkpointing, run_config
 
@@ -41,18 +42,18 @@ def check_init_from(path: str, task: str | None):
   workdir whose run trained another network family. Cheap: train.py calls
   it before touching its own workdir."""
   if not os.path.isdir(path):
-    raise ValueError(f'config.init_from={path} is not a directory')
+    raise UserError(f'config.init_from={path} is not a directory')
   if not is_workdir(path):
     if not os.path.exists(os.path.join(path, 'config.json')):
-      raise ValueError(f'config.init_from={path} is neither a workdir (no '
-                       'checkpoints/) nor a Hugging Face directory (no '
-                       'config.json)')
+      raise UserError(f'config.init_from={path} is neither a workdir (no '
+                      'checkpoints/) nor a Hugging Face directory (no '
+                      'config.json)')
     return
   saved = run_config.load_flat(path) or {}
   theirs = FAMILY.get(saved.get('task'))
   ours = FAMILY.get(task)
   if theirs and ours and theirs != ours:
-    raise ValueError(
+    raise UserError(
         f'config.init_from={path} holds a run of task {saved["task"]!r} '
         f'({theirs}), but this run trains task {task!r} ({ours}): weights '
         'move only within one family')

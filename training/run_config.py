@@ -9,6 +9,8 @@ import os
 
 import ml_collections
 
+from errors import UserError
+
 FILENAME = 'config.json'
 # Fields that may change between the legs of one run: how long it trains and
 # how often it logs, evaluates and saves; how long a save may take; the
@@ -61,7 +63,7 @@ def load_flat(workdir: str) -> dict | None:
     with open(path, encoding='utf-8') as f:
       return flatten(json.load(f))
   except (OSError, json.JSONDecodeError) as e:
-    raise ValueError(f'{path} cannot be read: {e}') from None
+    raise UserError(f'{path} cannot be read: {e}') from None
 
 
 def load(workdir: str, base: ml_collections.ConfigDict
@@ -70,12 +72,12 @@ def load(workdir: str, base: ml_collections.ConfigDict
   so fields added to the base since the run started keep their defaults."""
   path = os.path.join(workdir, FILENAME)
   if not os.path.exists(path):
-    raise ValueError(f'{workdir} has no {FILENAME}: not a training workdir')
+    raise UserError(f'{workdir} has no {FILENAME}: not a training workdir')
   try:
     with open(path, encoding='utf-8') as f:
       saved = json.load(f)
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ValueError(f'{path} cannot be read: {e}') from None
+    raise UserError(f'{path} cannot be read: {e}') from None
   flat = flatten(saved) if isinstance(saved, dict) else {}
   # Every field of a run's config.json is declared (save() wrote them all,
   # and fields are only ever added to the base): any other key means the
@@ -84,7 +86,7 @@ def load(workdir: str, base: ml_collections.ConfigDict
   unknown = [k for k in flat if k not in declared and not any(
       k.startswith(d + '.') for d in declared)]
   if not flat or unknown:
-    raise ValueError(
+    raise UserError(
         f'{path} is not the config.json of a run of train.py (' +
         (f'unknown field {unknown[0]!r}' if unknown else 'no fields') + ')')
   with base.unlocked(), base.ignore_type():
@@ -107,14 +109,14 @@ def load_or(workdir: str, base: ml_collections.ConfigDict,
   (evaluate, predict, export): its config.json, or `fallback` (a --config
   on their command line) for a run that has none."""
   if not os.path.isdir(workdir):
-    raise ValueError(f'--workdir={workdir} ' + (
+    raise UserError(f'--workdir={workdir} ' + (
         'is a file, not a training workdir' if os.path.exists(workdir)
         else 'does not exist'))
   if os.path.exists(os.path.join(workdir, FILENAME)):
     return load(workdir, base)
   if fallback is None:
-    raise ValueError(f'--workdir={workdir} has no {FILENAME}; give the '
-                     "run's --config=")
+    raise UserError(f'--workdir={workdir} has no {FILENAME}; give the '
+                    "run's --config=")
   return fallback
 
 
@@ -124,7 +126,7 @@ def check_task(workdir: str, config):
   shapes would otherwise report as a missing optimizer entry."""
   saved = load_flat(workdir)
   if saved is not None and saved.get('task', config.task) != config.task:
-    raise ValueError(
+    raise UserError(
         f"{workdir} holds a run of task {saved['task']!r} but this config "
         f'trains {config.task!r}; use another --workdir for a new run')
 
@@ -148,7 +150,7 @@ def check_resume(workdir: str, config, base: ml_collections.ConfigDict):
                       f'{current.get(name, "<absent>")!r})'
                       for name in changed[:6])
     more = f' and {len(changed) - 6} more' if len(changed) > 6 else ''
-    raise ValueError(
+    raise UserError(
         f'{workdir} holds a run with another config: {shown}{more} differ '
         f'from its {FILENAME}; a resumed run may change only '
         f'{", ".join(MAY_CHANGE)}; use another --workdir for a new run')

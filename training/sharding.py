@@ -17,6 +17,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import flax.linen as nn
 import numpy as np
 
+from errors import UserError
+
 
 def make_mesh(shape: dict, devices) -> Mesh:
   """A Mesh of `devices` with axes `shape` = {name: size} (sizes resolved),
@@ -24,8 +26,8 @@ def make_mesh(shape: dict, devices) -> Mesh:
   neighbouring rows of the first (data) axis."""
   sizes = tuple(shape.values())
   if int(np.prod(sizes)) != len(devices):
-    raise ValueError(f'config.mesh={dict(shape)} needs {np.prod(sizes)} '
-                     f'devices, not {len(devices)}')
+    raise UserError(f'config.mesh={dict(shape)} needs {np.prod(sizes)} '
+                    f'devices, not {len(devices)}')
   return Mesh(np.asarray(devices).reshape(sizes), tuple(shape))
 
 

@@ -14,10 +14,12 @@ import fcntl
 import os
 import socket
 
+from errors import UserError
+
 LOCK_NAME = 'run.lock'
 
 
-class WorkdirLocked(ValueError):
+class WorkdirLocked(UserError):
   """Another live process holds the workdir."""
 
 

@@ -28,6 +28,7 @@ Fine-tuning from a checkpoint: training/pretrained.py.
 """
 import logging
 
+from errors import UserError
 from models.config import ModelConfig
 from models.hf import bert, gpt2, llama, marian, t5
 from models.hf.files import read_hf_config, read_state_dict, write_checkpoint
@@ -47,8 +48,8 @@ __all__ = ['CONVERTERS', 'CheckpointMismatchError', 'ExportError',
 def _converter(hf: dict):
   model_type = hf.get('model_type')
   if model_type not in CONVERTERS:
-    raise ValueError(f'model_type {model_type!r} is not supported '
-                     f'({", ".join(CONVERTERS)})')
+    raise UserError(f'model_type {model_type!r} is not supported '
+                    f'({", ".join(CONVERTERS)})')
   return CONVERTERS[model_type]
 
 

@@ -11,6 +11,7 @@ Task models keep the encoder under the `bert.` prefix (ours: 'bert/');
 old checkpoints with gamma/beta LayerNorms and the prefix on a plain
 BertModel load too.
 """
+from errors import UserError
 from models.config import ModelConfig
 from models.hf import tensor_rules as tr
 
@@ -34,9 +35,9 @@ def model_config(hf: dict, state=None, **overrides) -> tuple[ModelConfig,
   keep the shapes (dtype, scan_layers, dropout ...)."""
   del state
   if hf.get('position_embedding_type', 'absolute') != 'absolute':
-    raise ValueError('BERT position_embedding_type='
-                     f'{hf["position_embedding_type"]!r} is not supported '
-                     '(absolute only)')
+    raise UserError('BERT position_embedding_type='
+                    f'{hf["position_embedding_type"]!r} is not supported '
+                    '(absolute only)')
   labels = hf.get('id2label')
   fields = dict(
       vocab_size=hf['vocab_size'], d_model=hf['hidden_size'],

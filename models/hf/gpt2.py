@@ -6,6 +6,7 @@ value in one tensor. Export writes GPT2LMHeadModel (the backbone under
 `transformer.`). A model without biases (nanoGPT's bias=False) exports
 with zero biases, the same function.
 """
+from errors import UserError
 from models.config import ModelConfig
 from models.hf import tensor_rules as tr
 
@@ -21,9 +22,9 @@ def model_config(hf: dict, state=None, **overrides) -> tuple[ModelConfig,
   del state
   for flag in ('scale_attn_by_inverse_layer_idx', 'reorder_and_upcast_attn'):
     if hf.get(flag):
-      raise ValueError(f'GPT-2 {flag}=True is not supported')
+      raise UserError(f'GPT-2 {flag}=True is not supported')
   if not hf.get('scale_attn_weights', True):
-    raise ValueError('GPT-2 scale_attn_weights=False is not supported')
+    raise UserError('GPT-2 scale_attn_weights=False is not supported')
   d_model = hf['n_embd']
   fields = dict(
       vocab_size=hf['vocab_size'], d_model=d_model,

@@ -7,6 +7,7 @@ our `attention.rotary_embedding`, so q/k weights move unpermuted. Export
 writes LlamaForCausalLM with `rope_parameters` (transformers 5) and no
 lm_head when the output is tied.
 """
+from errors import UserError
 from models.config import ModelConfig
 from models.hf import tensor_rules as tr
 
@@ -23,8 +24,8 @@ def _rope_base(hf: dict) -> float:
   rope = hf.get('rope_parameters') or hf.get('rope_scaling') or {}
   kind = rope.get('rope_type', rope.get('type', 'default'))
   if kind != 'default':
-    raise ValueError(f'Llama rope_type={kind!r} is not supported (default '
-                     'only)')
+    raise UserError(f'Llama rope_type={kind!r} is not supported (default '
+                    'only)')
   return float(rope.get('rope_theta', hf.get('rope_theta', 10000.0)))
 
 
@@ -33,12 +34,12 @@ def model_config(hf: dict, state=None, **overrides) -> tuple[ModelConfig,
   del state
   for flag in ('attention_bias', 'mlp_bias'):
     if hf.get(flag):
-      raise ValueError(f'Llama {flag}=True is not supported')
+      raise UserError(f'Llama {flag}=True is not supported')
   d_model, num_heads = hf['hidden_size'], hf['num_attention_heads']
   head_dim = hf.get('head_dim') or d_model // num_heads
   if head_dim * num_heads != d_model:
-    raise ValueError(f'Llama head_dim={head_dim} is not hidden_size/'
-                     f'num_attention_heads={d_model}/{num_heads}')
+    raise UserError(f'Llama head_dim={head_dim} is not hidden_size/'
+                    f'num_attention_heads={d_model}/{num_heads}')
   fields = dict(
       vocab_size=hf['vocab_size'], d_model=d_model, num_heads=num_heads,
       num_kv_heads=hf.get('num_key_value_heads') or num_heads,

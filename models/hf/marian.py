@@ -20,6 +20,7 @@ decoder_start_token_id 0); the hub's opus-mt models use another id.
 import numpy as np
 from flax import traverse_util
 
+from errors import UserError
 from models import registry
 from models.config import ModelConfig
 from models.hf import tensor_rules as tr
@@ -36,21 +37,21 @@ def model_config(hf: dict, state=None, **overrides) -> tuple[ModelConfig,
   del state
   architecture = (hf.get('architectures') or [EXPORTED_ARCHITECTURE])[0]
   if architecture not in ARCHITECTURES:
-    raise ValueError(f'Marian architecture {architecture} is not supported '
-                     f'({EXPORTED_ARCHITECTURE} only)')
+    raise UserError(f'Marian architecture {architecture} is not supported '
+                    f'({EXPORTED_ARCHITECTURE} only)')
   for name in ('pad_token_id', 'decoder_start_token_id'):
     if hf.get(name) != 0:
-      raise ValueError(f'Marian {name}={hf.get(name)} is not supported (0: '
-                       'the padding and first decoder input here)')
+      raise UserError(f'Marian {name}={hf.get(name)} is not supported (0: '
+                      'the padding and first decoder input here)')
   if not hf.get('share_encoder_decoder_embeddings', True):
-    raise ValueError('Marian share_encoder_decoder_embeddings=False is not '
-                     'supported')
+    raise UserError('Marian share_encoder_decoder_embeddings=False is not '
+                    'supported')
   for encoder, decoder in (('encoder_attention_heads',
                             'decoder_attention_heads'),
                            ('encoder_ffn_dim', 'decoder_ffn_dim')):
     if hf.get(encoder, 16) != hf.get(decoder, 16):
-      raise ValueError(f'Marian {encoder}={hf.get(encoder)} and {decoder}='
-                       f'{hf.get(decoder)} differ: not supported')
+      raise UserError(f'Marian {encoder}={hf.get(encoder)} and {decoder}='
+                      f'{hf.get(decoder)} differ: not supported')
   num_layers = hf.get('encoder_layers', 12)
   decoder_layers = hf.get('decoder_layers', 12)
   fields = dict(
@@ -188,8 +189,8 @@ def import_params(state: dict, cfg: ModelConfig, name: str,
   state = dict(state)
   bias = state.pop('final_logits_bias', None)
   if bias is not None and np.any(np.asarray(bias)):
-    raise ValueError(f'{source}: final_logits_bias is not zero: not '
-                     'supported (the output layer has no bias here)')
+    raise UserError(f'{source}: final_logits_bias is not zero: not '
+                    'supported (the output layer has no bias here)')
   converted, origin, unexpected = tr.import_tensors(state, LAYOUT, cfg)
   ours = np.argsort(_marian_channels(cfg.d_model))
   expected = set(traverse_util.flatten_dict(registry.param_axes(

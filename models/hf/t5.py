@@ -21,6 +21,7 @@ self-attention (0), cross-attention (1, decoder), feed-forward (last);
 """
 import numpy as np
 
+from errors import UserError
 from models.config import ModelConfig
 from models.hf import tensor_rules as tr
 
@@ -36,12 +37,12 @@ def t5_model_config(hf: dict, untied_head: bool, **overrides) -> ModelConfig:
   d_model, num_heads = hf.get('d_model', 512), hf.get('num_heads', 8)
   d_kv = hf.get('d_kv', 64)
   if d_kv * num_heads != d_model:
-    raise ValueError(f'T5 d_kv={d_kv} is not d_model/num_heads='
-                     f'{d_model}/{num_heads}: not supported')
+    raise UserError(f'T5 d_kv={d_kv} is not d_model/num_heads='
+                    f'{d_model}/{num_heads}: not supported')
   for name in ('pad_token_id', 'decoder_start_token_id'):
     if hf.get(name) not in (0, None):
-      raise ValueError(f'T5 {name}={hf[name]} is not supported (0: the '
-                       'padding and first decoder input here)')
+      raise UserError(f'T5 {name}={hf[name]} is not supported (0: the '
+                      'padding and first decoder input here)')
   proj = hf.get('feed_forward_proj', 'relu')
   gated = proj.startswith('gated-')
   # transformers maps 'gated-gelu' to gelu_new (tanh), a bare 'gelu' to erf.
@@ -86,8 +87,8 @@ def model_config(hf: dict, state: dict | None = None,
   is untied (None: tied)."""
   architecture = (hf.get('architectures') or [EXPORTED_ARCHITECTURE])[0]
   if architecture not in ARCHITECTURES:
-    raise ValueError(f'T5 architecture {architecture} is not supported '
-                     f'({EXPORTED_ARCHITECTURE} only)')
+    raise UserError(f'T5 architecture {architecture} is not supported '
+                    f'({EXPORTED_ARCHITECTURE} only)')
   untied = has_own_lm_head(state) if state is not None else False
   return t5_model_config(hf, untied, **overrides), 'encoder_decoder'
 

@@ -24,17 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from errors import UserError
 from models import registry
 from models.config import ModelConfig
 
 _LIST_LIMIT = 8
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError):
   """The checkpoint's tensors do not fit the model's parameters."""
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
   """The model has no Hugging Face layout."""
 
 
@@ -61,8 +62,8 @@ ACTIVATIONS = {'gelu': 'gelu', 'gelu_new': 'gelu_tanh',
 
 def activation(name: str) -> str:
   if name not in ACTIVATIONS:
-    raise ValueError(f'activation {name!r} is not supported '
-                     f'({", ".join(ACTIVATIONS)})')
+    raise UserError(f'activation {name!r} is not supported '
+                    f'({", ".join(ACTIVATIONS)})')
   return ACTIVATIONS[name]
 
 
