@@ -13,6 +13,7 @@ import math
 import jax
 import ml_collections
 
+from errors import UserError
 from models.config import ModelConfig, model_config_from
 from models.logical_axes import LOGICAL_AXES
 
@@ -24,7 +25,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   fields = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
   unknown = set(overrides) - set(fields)
   if unknown:
-    raise ValueError(f'unknown model field(s): {", ".join(sorted(unknown))}')
+    raise UserError(f'unknown model field(s): {", ".join(sorted(unknown))}')
   fields.update(overrides)
   return ml_collections.ConfigDict(fields)
 
@@ -36,7 +37,7 @@ def parse_options(arg: str | None, **defaults) -> dict:
   for item in filter(None, (arg or '').split(',')):
     key, _, value = item.partition('=')
     if key not in options:
-      raise ValueError(f'unknown option {key!r} in {arg!r}; expected '
+      raise UserError(f'unknown option {key!r} in {arg!r}; expected '
                        f'{", ".join(options)}')
     options[key] = value
   return options
@@ -254,31 +255,31 @@ def validate(config, num_devices: int | None = None):
   for name, low in _AT_LEAST.items():
     value = _get(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-      raise ValueError(f'config.{name}={value!r} must be an integer >= {low}')
+      raise UserError(f'config.{name}={value!r} must be an integer >= {low}')
   for name, (low, high, closed) in _IN_RANGE.items():
     value = _get(config, name)
     if not (_is_real(value) and low <= value and (
         value <= high if closed else value < high)):
       bracket = ']' if closed else ')'
-      raise ValueError(
+      raise UserError(
           f'config.{name}={value!r} must be in [{low:g}, {high:g}{bracket}')
   for name in _NON_NEGATIVE:
     value = _get(config, name)
     if not (_is_real(value) and value >= 0):
-      raise ValueError(f'config.{name}={value!r} must be finite and >= 0')
+      raise UserError(f'config.{name}={value!r} must be finite and >= 0')
   if not (_is_real(config.checkpoint_timeout_s) and
           config.checkpoint_timeout_s > 0):
-    raise ValueError(f'config.checkpoint_timeout_s='
+    raise UserError(f'config.checkpoint_timeout_s='
                      f'{config.checkpoint_timeout_s!r} must be finite and > 0')
   for name, choices in _CHOICES.items():
     if _get(config, name) not in choices:
-      raise ValueError(f'config.{name}={_get(config, name)!r} is not one of '
+      raise UserError(f'config.{name}={_get(config, name)!r} is not one of '
                        f'{", ".join(choices)}')
   if config.data.max_len < config.data.min_len:
-    raise ValueError(f'config.data.max_len={config.data.max_len} is below '
+    raise UserError(f'config.data.max_len={config.data.max_len} is below '
                      f'config.data.min_len={config.data.min_len}')
   if not _is_real(config.decode.alpha):
-    raise ValueError(f'config.decode.alpha={config.decode.alpha!r} must be '
+    raise UserError(f'config.decode.alpha={config.decode.alpha!r} must be '
                      'finite')
   model_config_from(config.model)  # one line naming a bad model field
   check_averaging(config)
@@ -301,7 +302,7 @@ def check_sub_configs(config):
   for name in _SUB_CONFIGS:
     value = config.get(name) if hasattr(config, 'get') else None
     if not isinstance(value, (ml_collections.ConfigDict, dict)):
-      raise ValueError(f'config.{name} is {type(value).__name__}, not the '
+      raise UserError(f'config.{name} is {type(value).__name__}, not the '
                        f'declared sub-config (configs/base_config.py)')
     missing = [k for k in declared[name] if k not in value]
     unknown = [k for k in value if k not in declared[name]]
@@ -309,7 +310,7 @@ def check_sub_configs(config):
       problem = '; '.join(filter(None, [
           missing and 'lacks ' + ', '.join(missing),
           unknown and 'has undeclared ' + ', '.join(unknown)]))
-      raise ValueError(
+      raise UserError(
           f'config.{name} {problem}: a config file replaced the declared '
           f'sub-config; set its fields instead (config.{name}.update(...) '
           f'or config.{name}.<field> = ...)')
@@ -319,7 +320,7 @@ def check_backend(config, backend: str):
   """Fails in one line if the config needs a device that `backend`
   (jax.default_backend(): 'cpu', 'gpu', 'tpu') is not."""
   if config.model.attention_impl == 'cudnn' and backend != 'gpu':
-    raise ValueError(
+    raise UserError(
         "config.model.attention_impl='cudnn' needs a GPU (cuDNN flash "
         f"attention) but jax's backend is {backend!r}; use 'fused', "
         "'blockwise' or 'einsum'")
@@ -333,25 +334,25 @@ def mesh_shape(mesh, num_devices: int | None) -> dict:
   shown = ', '.join(f'{k}={v!r}' for k, v in sizes.items())
   unknown = [a for a in sizes if a not in MESH_AXES]
   if unknown:
-    raise ValueError(f'config.mesh ({shown}) has unknown axis '
+    raise UserError(f'config.mesh ({shown}) has unknown axis '
                      f'{unknown[0]!r}; the axes are {", ".join(MESH_AXES)}')
   for axis, size in sizes.items():
     if isinstance(size, bool) or not isinstance(size, int) or not (
         size >= 1 or size == -1):
-      raise ValueError(f'config.mesh.{axis}={size!r} must be an integer >= 1 '
+      raise UserError(f'config.mesh.{axis}={size!r} must be an integer >= 1 '
                        'or -1 (the devices the other axes leave)')
   free = [a for a, size in sizes.items() if size == -1]
   if len(free) > 1:
-    raise ValueError(f'config.mesh ({shown}) may have one axis of -1, not '
+    raise UserError(f'config.mesh ({shown}) may have one axis of -1, not '
                      f'{len(free)}')
   fixed = math.prod(size for size in sizes.values() if size != -1)
   if num_devices is None:
     return sizes
   if num_devices % fixed:
-    raise ValueError(f'config.mesh ({shown}): its sizes multiply to {fixed}, '
+    raise UserError(f'config.mesh ({shown}): its sizes multiply to {fixed}, '
                      f'which does not divide the {num_devices} devices')
   if not free and fixed != num_devices:
-    raise ValueError(f'config.mesh ({shown}) uses {fixed} of the '
+    raise UserError(f'config.mesh ({shown}) uses {fixed} of the '
                      f'{num_devices} devices; set one axis to -1 to use all')
   if free:
     sizes[free[0]] = num_devices // fixed
@@ -365,21 +366,21 @@ def check_mesh(config, num_devices: int | None = None):
   mesh_shape(mesh, num_devices)
   if config.parallelism == 'pmap' and any(
       size not in (1, -1) for axis, size in mesh.items() if axis != 'data'):
-    raise ValueError(f'config.mesh={mesh} splits over fsdp or '
+    raise UserError(f'config.mesh={mesh} splits over fsdp or '
                      "tensor, which needs config.parallelism='mesh'")
   rules = config.logical_axis_rules
   for rule in rules if isinstance(rules, (list, tuple)) else [rules]:
     if not (isinstance(rule, (list, tuple)) and len(rule) == 2):
-      raise ValueError(f'config.logical_axis_rules entry {rule!r} is not a '
+      raise UserError(f'config.logical_axis_rules entry {rule!r} is not a '
                        '(logical axis, mesh axis or axes or None) pair')
     name, axes = rule
     if name not in LOGICAL_AXES:
-      raise ValueError(f'config.logical_axis_rules names unknown logical axis'
+      raise UserError(f'config.logical_axis_rules names unknown logical axis'
                        f' {name!r}; the logical axes are '
                        f'{", ".join(LOGICAL_AXES)}')
     for axis in axes if isinstance(axes, (list, tuple)) else [axes]:
       if axis is not None and axis not in mesh:
-        raise ValueError(f'config.logical_axis_rules maps {name!r} to '
+        raise UserError(f'config.logical_axis_rules maps {name!r} to '
                          f'unknown mesh axis {axis!r}; the mesh axes are '
                          f'{", ".join(mesh)}')
 
@@ -393,7 +394,7 @@ def check_averaging(config):
   total, every = config.num_train_steps, config.checkpoint_every
   saved = total // every + (1 if total % every else 0)
   if wanted > min(saved, config.keep_checkpoints):
-    raise ValueError(
+    raise UserError(
         f'config.average_last_checkpoints={wanted} but the run keeps '
         f'{min(saved, config.keep_checkpoints)} checkpoints '
         f'(config.keep_checkpoints={config.keep_checkpoints}, one every '

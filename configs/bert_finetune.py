@@ -58,6 +58,7 @@ import os
 from configs import bert_sizes
 from configs.base_config import base_config, model_config, parse_options
 from configs.bert_pretraining import SST2_HELDOUT_EXAMPLES, minilm_vocab
+from errors import UserError
 
 _TASKS = {'classification': 'classification', 'qa': 'extractive_qa'}
 
@@ -74,10 +75,10 @@ def get_config(arg: str | None = None):
   options = parse_options(arg, task='classification', size='tiny',
                           data='synthetic', init='', labels='')
   if options['task'] not in _TASKS:
-    raise ValueError(f"task={options['task']!r} is not one of "
+    raise UserError(f"task={options['task']!r} is not one of "
                      f'{", ".join(_TASKS)}')
   if options['init'] not in ('', 'minilm'):
-    raise ValueError(f"init={options['init']!r} is not '' or minilm")
+    raise UserError(f"init={options['init']!r} is not '' or minilm")
   if options['init'] == 'minilm':
     options['size'] = 'minilm'
   config = base_config()
@@ -95,7 +96,7 @@ def get_config(arg: str | None = None):
   elif options['data'] == 'squad' and options['task'] == 'qa':
     _squad_dev_split(config.data)
   else:
-    raise ValueError(f"data={options['data']!r} with task="
+    raise UserError(f"data={options['data']!r} with task="
                      f"{options['task']!r} is not available")
   if options['data'] != 'synthetic':
     # The checkpoint's own tokenizer (tokenizer.json/vocab.txt) replaces
@@ -141,9 +142,9 @@ def _label_budget(config, labels: str, data: str):
   holding out SST2_HELDOUT_EXAMPLES to tune on (eval_split=heldout); 'all'
   is every label but those. The same budget for every initialisation."""
   if data != 'sst2':
-    raise ValueError(f'labels={labels!r} needs data=sst2')
+    raise UserError(f'labels={labels!r} needs data=sst2')
   if labels not in LABEL_BUDGET_STEPS:
-    raise ValueError(f'labels={labels!r} is not one of '
+    raise UserError(f'labels={labels!r} is not one of '
                      f'{", ".join(LABEL_BUDGET_STEPS)}')
   config.data.heldout_examples = SST2_HELDOUT_EXAMPLES
   config.data.train_examples = 0 if labels == 'all' else int(labels)
@@ -187,7 +188,7 @@ def get_sweep(arg: str | None = None):
   held-out slice of train; dev stays the reported result."""
   config = get_config(arg)
   if not config.data.heldout_examples:
-    raise ValueError('a sweep tunes on the held-out slice: give labels=...')
+    raise UserError('a sweep tunes on the held-out slice: give labels=...')
   rates = [3e-5, 1e-4, 3e-4, 1e-3]
   if config.init_from:  # pre-trained MiniLM: 1e-3 is past BERT's range
     rates = rates[:3]

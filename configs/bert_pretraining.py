@@ -23,6 +23,7 @@ import os
 
 from configs import bert_sizes
 from configs.base_config import base_config, model_config, parse_options
+from errors import UserError
 
 
 def minilm_vocab() -> str:
@@ -64,7 +65,7 @@ def get_config(arg: str | None = None):
   elif options['data'] == 'sst2_text':
     _sst2_text(config.data)
   else:
-    raise ValueError(f"data={options['data']!r} is not synthetic, "
+    raise UserError(f"data={options['data']!r} is not synthetic, "
                      'wikitext2 or sst2_text')
   if options['data'] != 'synthetic':
     config.tokenizer.update(kind='wordpiece', path=minilm_vocab(),

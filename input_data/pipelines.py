@@ -33,6 +33,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from errors import UserError
 from input_data import mlm_masking, packing, squad_features, text_sources
 
 
@@ -42,7 +43,7 @@ def host_rows(global_batch: int, process_index: int | None = None,
   device placement in training/parallel.py and every pipeline use it)."""
   index, count = _host(process_index, process_count)
   if global_batch % count:
-    raise ValueError(f'global batch {global_batch} is not divisible by '
+    raise UserError(f'global batch {global_batch} is not divisible by '
                      f'{count} processes')
   per_host = global_batch // count
   return slice(index * per_host, (index + 1) * per_host)

@@ -217,7 +217,7 @@ def split_documents(lines: list[str], boundary: str) -> list[list[str]]:
       is_break = text.startswith('= ') and not text.startswith('= =')
       keep = bool(text) and not text.startswith('=')
     else:
-      raise ValueError(f'config.data.document_boundary: unknown {boundary!r}')
+      raise UserError(f'config.data.document_boundary: unknown {boundary!r}')
     if is_break and cur:
       docs.append(cur)
       cur = []
