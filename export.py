@@ -20,24 +20,11 @@ Marian's 1e-5) fails in one line naming the field.
 """
 import os
 
-from absl import app
-from absl import flags
-from absl import logging
-
+from cli import command
+from cli import flags as cli_flags
 from errors import UserError
-import train
-import trained_run
-from input_data import tokenizers
 from models import hf
-
-def _token_ids(run) -> dict:
-  """Special ids for config.json (built-in data: its own)."""
-  tokenizer = run.tokenizer
-  if run.task.model_name == 'decoder_lm':
-    return dict(bos_token_id=run.task.bos_id, eos_token_id=tokenizer.eos_id)
-  if run.task.model_name == 'encoder_decoder':  # padding is 0 by design
-    return dict(eos_token_id=tokenizer.eos_id)
-  return dict(pad_token_id=tokenizer.pad_id)
+from training import trained_run
 
 
 def check_output(output: str | None, workdir: str):
@@ -53,40 +40,22 @@ def check_output(output: str | None, workdir: str):
                     'directory')
 
 
-def export_run(run: trained_run.TrainedRun, output: str) -> list[str]:
-  """Writes the run's model and tokenizer to `output`; the file names."""
-  model_name = run.task.model_name
-  try:
-    files = hf.export_hf_checkpoint(
-        run.task.model_config, run.params, model_name, output,
-        **_token_ids(run))
-    if not run.task.data.synthetic:
-      files += tokenizers.save_for_transformers(
-          run.config.tokenizer, run.workdir, output,
-          run.task.model_config.max_len)
-  except OSError as e:  # the output's disk or permissions
-    raise UserError(f'--output={output} cannot be written: '
-                    f'{e.strerror or e}') from e
-  return files
+def export_and_print(output: str | None):
+  check_output(output, cli_flags.WORKDIR.value)
+  run = cli_flags.trained_run_of_flags()
+  files = trained_run.export_run(run, output)
+  arch = hf.architecture(run.task.model_config, run.task.model_name)
+  note = ' (built-in data: no tokenizer)' if run.task.data.synthetic else ''
+  print(f'{arch} from checkpoint(s) {", ".join(map(str, run.steps))} -> '
+        f'{os.path.abspath(output)}: {", ".join(files)}{note}')
 
 
 def main(argv):
-  logging.set_verbosity(logging.WARNING)  # orbax logs every file it reads
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-
-  def command():
-    check_output(trained_run.OUTPUT.value, flags.FLAGS.workdir)
-    run = trained_run.from_flags()
-    files = export_run(run, trained_run.OUTPUT.value)
-    arch = hf.architecture(run.task.model_config, run.task.model_name)
-    note = ' (built-in data: no tokenizer)' if run.task.data.synthetic else ''
-    output = os.path.abspath(trained_run.OUTPUT.value)
-    print(f'{arch} from checkpoint(s) {", ".join(map(str, run.steps))} -> '
-          f'{output}: {", ".join(files)}{note}')
-
-  trained_run.run_command(command)
+  command.start(argv)
+  command.require('workdir')
+  command.reporting_user_errors(
+      lambda: export_and_print(cli_flags.OUTPUT.value))
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=train.parse_flags)
+  command.run(main)

@@ -23,10 +23,10 @@ import warnings
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 import optuna
 
+from cli import command
 from errors import UserError
 from sweeping import report as report_lib
 from sweeping import spec as spec_lib
@@ -68,48 +68,59 @@ def load_spec():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  command.start(argv, uses_checkpoints=False)  # and matplotlib's notes
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError('--config and --workdir are required')
-  logging.set_verbosity(logging.WARNING)  # matplotlib's notes
   optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line
   warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-  workdir = os.path.abspath(_WORKDIR.value)
-  try:  # every check before a study or a trial exists
+  stopped = command.reporting_user_errors(
+      lambda: sweep(os.path.abspath(_WORKDIR.value)))
+  if stopped:  # train.py's code for 'stopped, resumable'
+    print('stopped; run the same command again to continue', flush=True)
+    sys.exit(exit_codes.EXIT_STOPPED)
+
+
+def checked_spec():
+  """(spec, config text, overrides, pruner, worker slots): every check
+  before a study or a trial exists."""
+  try:
     spec, config_text, overrides = load_spec()
     study_lib.make_sampler(spec)
     pruner = study_lib.make_pruner(spec, _CONFIG.value.num_train_steps)
-    slots = workers_lib.split_devices(
-        _WORKERS.value, workers_lib.local_gpus(dict(os.environ)),
-        sorted(os.sched_getaffinity(0)))
-  except UserError as e:  # SpecError included
-    sys.exit(f'error: sweep spec: {e}' if isinstance(e, spec_lib.SpecError)
-             else f'error: {e}')
+  except spec_lib.SpecError as e:
+    raise UserError(f'sweep spec: {e}') from e
+  slots = workers_lib.split_devices(
+      _WORKERS.value, workers_lib.local_gpus(dict(os.environ)),
+      sorted(os.sched_getaffinity(0)))
+  return spec, config_text, overrides, pruner, slots
+
+
+def sweep(workdir: str) -> bool:
+  """Runs the sweep (or, with --report, writes its report); whether a
+  signal stopped it."""
+  spec, config_text, overrides, pruner, slots = checked_spec()
   name = _STUDY_NAME.value or os.path.basename(workdir)
   fingerprint = '\n'.join([config_text, repr(sorted(overrides.items())),
                            spec.fingerprint()])
   if _REPORT.value:
-    sys.exit(write_report(spec, workdir, name))
+    write_report(spec, workdir, name)
+    return False
   if _STORAGE.value:  # a bad URL fails before the workdir exists
     storage = open_storage(workdir)
     make_workdir(workdir)
   else:
     make_workdir(workdir)
     storage = open_storage(workdir)
-  try:
-    study_lib.open_study(storage, name, spec, fingerprint,
-                         study_lib.make_sampler(spec), pruner)
-  except spec_lib.SpecError as e:
-    sys.exit(f'error: {e}')
+  study_lib.open_study(storage, name, spec, fingerprint,
+                       study_lib.make_sampler(spec), pruner)
   # Trials run in the repository root: give them the file's absolute path.
   path, colon, arg = config_text.partition(':')
-  sweep = workers_lib.Sweep(spec, os.path.abspath(path) + colon + arg,
+  running = workers_lib.Sweep(spec, os.path.abspath(path) + colon + arg,
                             overrides, workdir,
                             study_lib.has_heartbeat(storage),
                             threading.Event())
   for signum in (signal.SIGINT, signal.SIGTERM):  # trials checkpoint, stop
-    signal.signal(signum, lambda *_: sweep.stop.set())
+    signal.signal(signum, lambda *_: running.stop.set())
 
   def make_study(slot):
     salt = f'{os.uname().nodename}/{os.getpid()}/{slot.index}'
@@ -124,61 +135,40 @@ def main(argv):
             f'GPUs {",".join(s.gpus)}' if s.gpus else
             f'CPUs {",".join(map(str, s.cpus))}' if s.cpus else 'all devices'
             for s in slots), flush=True)
-  workers_lib.run_workers(sweep, slots, make_study)
+  workers_lib.run_workers(running, slots, make_study)
   write_report(spec, workdir, name, storage)
-  if sweep.stop.is_set():  # train.py's code for 'stopped, resumable'
-    print('stopped; run the same command again to continue', flush=True)
-    sys.exit(exit_codes.EXIT_STOPPED)
+  return running.stop.is_set()
 
 
 def make_workdir(workdir: str):
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
-    sys.exit(f'error: --workdir={workdir} cannot be made: '
-             + ('it is a file' if os.path.isfile(workdir) else
-                str(e.strerror or e)))
+    raise UserError(f'--workdir={workdir} cannot be made: '
+                    + ('it is a file' if os.path.isfile(workdir) else
+                       str(e.strerror or e))) from e
 
 
 def open_storage(workdir: str):
   url = _STORAGE.value or f'sqlite:///{os.path.join(workdir, "study.db")}'
-  try:
-    return study_lib.open_storage(url, _HEARTBEAT.value)
-  except UserError as e:
-    sys.exit(f'error: {e}')
+  return study_lib.open_storage(url, _HEARTBEAT.value)  # UserError if bad
 
 
 def write_report(spec, workdir: str, name: str, storage=None):
-  """Writes the report; returns an error line, or None."""
+  """Writes the report (UserError if there is no study)."""
   if storage is None:
     if not _STORAGE.value and not os.path.exists(os.path.join(workdir,
                                                               'study.db')):
-      return f'error: no study in {workdir} (no study.db)'
+      raise UserError(f'no study in {workdir} (no study.db)')
     storage = open_storage(workdir)
   try:
     study = optuna.load_study(study_name=name, storage=storage)
   except KeyError:
-    return f'error: no study named {name!r} in the storage'
+    raise UserError(f'no study named {name!r} in the storage') from None
   path = report_lib.write_report(spec, study, workdir,
                                  f'Sweep {name}: {_CONFIG.value.task}')
   print(f'report: {path} | {workers_lib.progress(spec, study)}', flush=True)
-  return None
-
-
-def parse_flags(argv):
-  """absl flag parsing with a bad --config.* override in one line
-  (config_flags raises KeyError/AttributeError for an unknown field)."""
-  try:
-    return flags.FLAGS(argv)
-  except (KeyError, AttributeError) as e:
-    sys.exit(f'error: unknown config field: {_one_line(e)}')
-  except (flags.Error, ValueError, TypeError) as e:
-    sys.exit(f'error: bad command-line flag: {_one_line(e)}')
-
-
-def _one_line(error) -> str:
-  return ' '.join(str(error).replace("'", '').replace('"', '').split())
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  command.run(main)

@@ -50,8 +50,6 @@ import flax.linen as nn
 import ml_collections
 import numpy as np
 
-import train
-import trained_run
 from configs import default
 from configs.base_config import base_config, data_config
 from input_data import synthetic
@@ -61,6 +59,8 @@ from models.config import ModelConfig, model_config_from
 from models.embeddings import sinusoidal_positions
 from models.encoder_decoder import EncoderDecoder
 from training import optimizers, run_config
+from training import loop
+from training import trained_run
 
 
 # ----------------------------------------------------------- architecture --
@@ -371,7 +371,7 @@ def reversal_config(steps: int):
 def train_reversal(steps: int, workdir: str):
   config = reversal_config(steps)
   with contextlib.redirect_stdout(io.StringIO()):
-    result = train.train_and_evaluate(config, workdir)
+    result = loop.train_and_evaluate(config, workdir)
   return config, result
 
 
@@ -398,7 +398,7 @@ def cross_attention_weights(model_cfg, params, inputs, targets):
 
 
 def cross_attention(path, steps: int = 400, trained=None):
-  """`trained`: (config, train.TrainResult) of a reversal run to draw
+  """`trained`: (config, loop.TrainResult) of a reversal run to draw
   instead of training one for `steps` steps (the tests pass the guide's)."""
   if trained is None:
     with tempfile.TemporaryDirectory() as workdir:

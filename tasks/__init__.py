@@ -15,7 +15,7 @@ _TASKS = {
     'classification': 'tasks.classification:ClassificationTask',
     'extractive_qa': 'tasks.extractive_qa:ExtractiveQATask',
 }
-# Reported by train.evaluate for every task; decoded metrics come on top.
+# Reported by the evaluator for every task; decoded metrics come on top.
 LOSS_METRICS = ('loss', 'accuracy', 'perplexity')
 
 

@@ -59,7 +59,7 @@ def requires(**modules):
 
 def eval_loss_recomputed(config, workdir, params) -> float:
   """The eval loss of `params` on the run's eval split, summed batch by
-  batch on one device: independent of train.evaluate (its parallelism,
+  batch on one device: independent of training/evaluator.py (its parallelism,
   merging and division), which a test checks the run's figure against."""
   import jax  # pylint: disable=g-import-not-at-top
   from tasks import get_task  # pylint: disable=g-import-not-at-top

@@ -4,10 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import train
 from configs import causal_lm
 from tasks import get_task
-from training import losses
+from training import losses, loop
 from test_train import tiny_config, train_losses
 
 B, T, D, V = 3, 10, 16, 50
@@ -79,7 +78,7 @@ def test_training_with_the_fused_loss_equals_materialised_logits(
   results = {}
   for chunk in (0, 4):
     workdir = str(tmp_path / f'chunk{chunk}')
-    results[chunk] = train.train_and_evaluate(tiny_config(
+    results[chunk] = loop.train_and_evaluate(tiny_config(
         parallelism=parallelism, loss_chunk_length=chunk), workdir)
     results[chunk].losses = train_losses(workdir)
   np.testing.assert_allclose(results[4].losses, results[0].losses, rtol=1e-5)

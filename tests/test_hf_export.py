@@ -28,16 +28,13 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-import export
-import train
-import trained_run
 from configs import (bert_pretraining, causal_lm, default, llama_small,
                      multi30k_en_de, shakespeare_char, t5_small)
 from models import hf as huggingface, registry
 from models.config import ModelConfig
 from models.encoder_decoder import shift_right
 from decoding import generation
-from training import run_config
+from training import loop, run_config, trained_run
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
@@ -56,12 +53,12 @@ def tiny_run(tmp_path_factory, name, config, steps=3):
   config.num_devices = 1
   config.optimizer.warmup_steps = 1
   workdir = str(tmp_path_factory.mktemp(name))
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   run_config.save(config, workdir)
   config.decode.update(beam_size=1, alpha=0.0)  # predict: greedy
   run = trained_run.load(workdir, config)
   path = os.path.join(workdir, 'hf')
-  export.export_run(run, path)
+  trained_run.export_run(run, path)
   return run, path
 
 

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 
 import conftest
-import train
 from configs import bert_finetune, bert_pretraining, causal_lm
 from input_data import synthetic
 from tasks import eval_metric_names, get_task
-from training import optimizers, run_config
+from training import loop, optimizers, parallel, run_config
 
 
 def shrink(config, steps=3):
@@ -34,7 +33,7 @@ def flat(tree):
 @pytest.fixture(scope='module')
 def pretrained_workdir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('bert_pt'))
-  result = train.train_and_evaluate(shrink(bert_pretraining.get_config()),
+  result = loop.train_and_evaluate(shrink(bert_pretraining.get_config()),
                                     workdir)
   metrics = result.eval_metrics
   assert set(metrics) == set(eval_metric_names(bert_pretraining.get_config()))
@@ -55,8 +54,8 @@ def test_finetuning_restores_the_encoder_and_initialises_the_head(
   fine_task = get_task(config)
   optimizer, _ = optimizers.make_optimizer(config.optimizer,
                                            config.num_train_steps)
-  state = train.initial_state(fine_task, optimizer, config,
-                              train.make_parallel(config, fine_task))
+  state = loop.initial_state(fine_task, optimizer, config,
+                              parallel.for_config(config, fine_task))
   restored, source = flat(state.params['bert']), flat(pretrained['bert'])
   # QA has no pooler (as Hugging Face's); the rest of the encoder is there.
   unused = {"['pooler']['kernel']", "['pooler']['bias']"} if task == 'qa' \
@@ -67,12 +66,12 @@ def test_finetuning_restores_the_encoder_and_initialises_the_head(
   head = 'classifier' if task == 'classification' else 'qa_outputs'
   assert set(state.params) == {'bert', head}
   fresh = jax.jit(fine_task.init_variables)(
-      jax.random.key(config.seed))['params']  # as train.initial_state
+      jax.random.key(config.seed))['params']  # as loop.initial_state
   np.testing.assert_array_equal(state.params[head]['kernel'],
                                 fresh[head]['kernel'])
   if task == 'classification':  # ... and training runs from there.
     finetune_dir = str(workdir) + '_finetune'
-    result = train.train_and_evaluate(config, finetune_dir)
+    result = loop.train_and_evaluate(config, finetune_dir)
     assert set(result.eval_metrics) == set(eval_metric_names(config))
     assert result.eval_metrics['eval/loss'] == pytest.approx(
         conftest.eval_loss_recomputed(config, finetune_dir,
@@ -87,7 +86,7 @@ def test_causal_lm_learns_the_synthetic_rows(tmp_path):
   config.optimizer.learning_rate = 3e-3
   config.log_every = 50
   config.decode.beam_size = 1  # greedy continuations, scored
-  result = train.train_and_evaluate(config, str(tmp_path))
+  result = loop.train_and_evaluate(config, str(tmp_path))
   # Chance is 1/64; the first two tokens of a row are unpredictable.
   assert result.eval_metrics['eval/accuracy'] > 0.85
   assert result.eval_metrics['eval/continuation_accuracy'] > 0.85
@@ -166,7 +165,7 @@ def test_regression_finetuning_learns_the_step_and_scores_squared_error(
 
   untrained = squared_error(jax.jit(task.init_variables)(
       jax.random.key(config.seed))['params'])
-  result = train.train_and_evaluate(config, str(tmp_path))
+  result = loop.train_and_evaluate(config, str(tmp_path))
   metrics = result.eval_metrics
   assert set(metrics) == set(eval_metric_names(config))
   assert metrics['eval/squared_error'] == pytest.approx(
@@ -220,7 +219,7 @@ def test_sentence_pair_classification_reads_both_sentences(tmp_path):
       batch['token_type_ids'][row],
       [0] * (len(a) + 2) + [1] * (len(b) + 1) + [0] * (16 - len(ids)))
   assert batch['labels'][row] == int(label)
-  result = train.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   assert result.eval_metrics['eval/loss'] == pytest.approx(
       conftest.eval_loss_recomputed(config, workdir, result.state.params),
       rel=1e-5)
@@ -250,5 +249,5 @@ def test_init_from_a_run_of_another_vocabulary_is_one_line(tmp_path):
       rf'config.init_from={pre} was trained with another tokenizer '
       rf'\(wordpiece {tmp_path}/vocab.txt of 14 tokens\) than '
       rf'config.tokenizer \(wordpiece {tmp_path}/other.txt of 14 tokens\)')):
-    train.train_and_evaluate(config, str(ours))
+    loop.train_and_evaluate(config, str(ours))
   assert not ours.exists()  # refused before anything was written

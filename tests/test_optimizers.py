@@ -11,8 +11,8 @@ import pytest
 from flax.core import meta
 
 from configs import base_config
-import train
 from training import optimizers
+from training import steps as steps_lib
 
 
 def opt_config():
@@ -35,10 +35,10 @@ class LinearTask:
 
 def state_and_step(params, optimizer):
   """A fresh TrainState and train_step on LinearTask, jitted."""
-  state = train.TrainState(step=jnp.array(0, jnp.int32), params=params,
+  state = steps_lib.TrainState(step=jnp.array(0, jnp.int32), params=params,
                            opt_state=optimizer.init(params))
   return state, jax.jit(functools.partial(
-      train.train_step, task=LinearTask(), optimizer=optimizer,
+      steps_lib.train_step, task=LinearTask(), optimizer=optimizer,
       axis_name=None, grad_accum_steps=1))
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import conftest
-import train
 from configs import bert_finetune, multi30k_de_en, shakespeare_char
 from input_data import pipelines, text_sources
 from tasks import get_task
+from training import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'experiments'))
@@ -37,7 +37,7 @@ def test_shakespeare_cpu_is_nanogpts_setting_and_trains(tmp_path):
   assert not m.use_bias and m.dropout_rate == 0.0
   assert config.optimizer.decay_only_matrices
   workdir = str(tmp_path / 'sh')
-  result = train.train_and_evaluate(short(config, steps=3), workdir)
+  result = loop.train_and_evaluate(short(config, steps=3), workdir)
   assert result.eval_metrics['eval/loss'] == pytest.approx(
       conftest.eval_loss_recomputed(config, workdir, result.state.params),
       rel=1e-5)
@@ -79,7 +79,7 @@ def test_sst2_from_minilm_uses_the_checkpoints_tokenizer_and_trains(
   assert batches.num_batches == 14  # 872 dev sentences
   first = next(iter(batches))
   assert (first['input_ids'][:, 0] == 101).all()  # MiniLM's [CLS]
-  result = train.train_and_evaluate(short(config), str(tmp_path / 'sst2'))
+  result = loop.train_and_evaluate(short(config), str(tmp_path / 'sst2'))
   assert 0.3 < result.eval_metrics['eval/label_accuracy'] < 1.0
 
 
@@ -93,7 +93,7 @@ def test_squad_dev_split_is_by_article_and_trains(tmp_path):
   config.data.max_examples = 16
   config.data.max_length = 128
   config.data.doc_stride = 64
-  result = train.train_and_evaluate(short(config), str(tmp_path / 'squad'))
+  result = loop.train_and_evaluate(short(config), str(tmp_path / 'squad'))
   assert {'eval/exact_match', 'eval/f1'} <= set(result.eval_metrics)
 
 
@@ -107,7 +107,7 @@ def test_multi30k_de_en_reverses_the_pair(tmp_path):
   config.tokenizer.vocab_size = 300
   config.decode.beam_size = 1
   config.decode.max_decode_len = 8
-  result = train.train_and_evaluate(short(config), str(tmp_path / 'de_en'))
+  result = loop.train_and_evaluate(short(config), str(tmp_path / 'de_en'))
   example = text_sources.load_split(config.data, 'train')[0]
   assert example['inputs'].startswith('Zwei junge')  # German source
   assert 'eval/bleu_lowercase_tokenized' in result.eval_metrics

@@ -23,11 +23,14 @@ import orbax.checkpoint as ocp
 import pytest
 
 import conftest
-import train
+from cli import command
+from cli import flags as cli_flags  # pylint: disable=unused-import  (--config)
 from configs import default
 from configs.base_config import base_config
 from tasks import get_task
-from training import checkpointing, run_config, workdir_lock
+from training import checkpointing, exit_codes, loop, parallel, run_config
+from training import steps as steps_lib
+from training import workdir_lock
 from training.metrics_writer import MetricsWriter, read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,14 +136,14 @@ def test_sigterm_and_ctrl_c_stop_with_checkpoint_and_resume_exactly(
     tmp_path):
   overrides = {'num_train_steps': 100, 'checkpoint_every': 1000}
   straight = str(tmp_path / 'straight')
-  train.train_and_evaluate(tiny_config(**overrides), straight)
+  loop.train_and_evaluate(tiny_config(**overrides), straight)
 
   workdir = str(tmp_path / 'stopped')
   proc = start_cli(workdir, overrides)
   wait_for_records(workdir, 5, proc)
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=240)
-  assert proc.returncode == train.EXIT_STOPPED, err[-2000:]
+  assert proc.returncode == exit_codes.EXIT_STOPPED, err[-2000:]
   assert 'Traceback' not in err
   first_stop = int(os.listdir(os.path.join(workdir, 'checkpoints'))[0])
   assert 5 <= first_stop < 100
@@ -155,13 +158,13 @@ def test_sigterm_and_ctrl_c_stop_with_checkpoint_and_resume_exactly(
   # The handler the run must restore: default_int_handler, or SIG_IGN
   # when pytest runs in a background job.
   before = signal.getsignal(signal.SIGINT)
-  result = train.train_and_evaluate(tiny_config(**overrides), workdir)
+  result = loop.train_and_evaluate(tiny_config(**overrides), workdir)
   assert result.stopped_by == 'SIGINT'
   second_stop = int(result.state.step)
   assert first_stop < second_stop < 100
   assert signal.getsignal(signal.SIGINT) is before
 
-  train.train_and_evaluate(tiny_config(**overrides), workdir)
+  loop.train_and_evaluate(tiny_config(**overrides), workdir)
   expected, got = saved_params(straight), saved_params(workdir)
   assert expected.keys() == got.keys()
   for name in expected:
@@ -191,7 +194,7 @@ def test_overflowing_learning_rate_exits_3_at_its_step_with_finite_saves(
       'optimizer.warmup_steps': 1, 'checkpoint_every': 1,
       'keep_checkpoints': 10, 'log_every': 4, 'num_train_steps': 8})
   out, err = proc.communicate(timeout=240)
-  assert proc.returncode == train.EXIT_DIVERGED, err[-2000:]
+  assert proc.returncode == exit_codes.EXIT_DIVERGED, err[-2000:]
   lines = err.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith(
       'error: non-finite loss at step 3 '), err
@@ -204,7 +207,7 @@ def test_overflowing_learning_rate_exits_3_at_its_step_with_finite_saves(
 
 
 def poisoned_task(monkeypatch, bad_step: int):
-  """train.get_task, with an infinite loss on the batch of `bad_step`."""
+  """The loop's get_task, with an infinite loss on the batch of `bad_step`."""
   def get_poisoned_task(config):
     task = get_task(config)
     real_batches, real_loss = task.train_batches, task.loss_sums
@@ -232,18 +235,18 @@ def poisoned_task(monkeypatch, bad_step: int):
           jnp.any(poison > 0), jnp.inf, 0.0))
     task.train_batches, task.loss_sums = train_batches, loss_sums
     return task
-  monkeypatch.setattr(train, 'get_task', get_poisoned_task)
+  monkeypatch.setattr(loop, 'get_task', get_poisoned_task)
 
 
 def test_skip_mode_skips_exactly_the_bad_step_and_counts_it(
     tmp_path, monkeypatch, capsys):
   poisoned_task(monkeypatch, bad_step=4)
-  with pytest.raises(train.Diverged, match='non-finite loss at step 4 '):
-    train.train_and_evaluate(tiny_config(), str(tmp_path / 'stop'))
+  with pytest.raises(loop.Diverged, match='non-finite loss at step 4 '):
+    loop.train_and_evaluate(tiny_config(), str(tmp_path / 'stop'))
   assert sorted(os.listdir(tmp_path / 'stop' / 'checkpoints')) == ['3']
 
   workdir = str(tmp_path / 'skip')
-  result = train.train_and_evaluate(
+  result = loop.train_and_evaluate(
       tiny_config(skip_nonfinite_updates=True), workdir)
   records = [r for r in read_metrics(workdir)
              if 'train/learning_rate' in r]
@@ -272,7 +275,7 @@ def test_cond_and_select_forms_of_the_guard_agree(finite):
     return optax.apply_updates(p, updates), o
   expected = update(params, opt_state) if finite else (params, opt_state)
   for as_cond in (True, False):
-    got = jax.jit(functools.partial(train.apply_if_finite, update=update,
+    got = jax.jit(functools.partial(steps_lib.apply_if_finite, update=update,
                                     as_cond=as_cond))(
         jnp.asarray(finite), params=params, opt_state=opt_state)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
@@ -284,23 +287,23 @@ def test_cpu_step_updates_the_optimizer_state_without_copying_it():
   update it in place (with the select form it copies them all)."""
   config = tiny_config()
   task = get_task(config)
-  dp = train.make_parallel(config, task, mode='mesh')
+  dp = parallel.for_config(config, task, mode='mesh')
   optimizer = optax.adam(1e-3)
-  state = dp.place_state(train.initial_state(task, optimizer, config, dp))
+  state = dp.place_state(loop.initial_state(task, optimizer, config, dp))
   batch = dp.shard(next(iter(task.train_batches(None, config.batch_size))))
   def copies(as_cond):
-    original = train.apply_if_finite
+    original = steps_lib.apply_if_finite
     def forced(*args, **kwargs):
       return original(*args, **dict(kwargs, as_cond=as_cond))
-    train.apply_if_finite = forced
+    steps_lib.apply_if_finite = forced
     try:
       step = dp.compile(functools.partial(
-          train.train_step, task=task, optimizer=optimizer, axis_name=None,
+          steps_lib.train_step, task=task, optimizer=optimizer, axis_name=None,
           grad_accum_steps=1), num_sharded=1, donate_state=True,
           returns_state=True)
       text = step.lower(state, batch, jax.random.key(0)).compile().as_text()
     finally:
-      train.apply_if_finite = original
+      steps_lib.apply_if_finite = original
     return len(re.findall(r'copy\(%state_opt_state', text))
   assert copies(as_cond=False) > 0  # what the cond form avoids
   assert copies(as_cond=True) == 0
@@ -310,14 +313,14 @@ def test_cpu_step_updates_the_optimizer_state_without_copying_it():
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(
     tmp_path, capsys):
   workdir = str(tmp_path / 'w')
-  straight = train.train_and_evaluate(tiny_config(), workdir)
+  straight = loop.train_and_evaluate(tiny_config(), workdir)
   newest = os.path.join(workdir, 'checkpoints', '6')
   assert os.path.exists(os.path.join(newest, checkpointing.MANIFEST))
   victim = max(glob.glob(f'{newest}/state/**/d/*', recursive=True),
                key=os.path.getsize)
   os.truncate(victim, 100)
   capsys.readouterr()
-  resumed = train.train_and_evaluate(tiny_config(), workdir)
+  resumed = loop.train_and_evaluate(tiny_config(), workdir)
   out = capsys.readouterr().out
   rel = os.path.relpath(victim, newest)
   assert f'skipping checkpoint {newest}: {rel} has 100 bytes' in out
@@ -361,7 +364,7 @@ def test_checkpoint_directory_that_cannot_be_read_is_one_line(tmp_path):
   (workdir / 'checkpoints').write_text('not a directory')
   with pytest.raises(ValueError, match=f'checkpoint directory {workdir}/'
                      'checkpoints cannot be used: File exists'):
-    train.train_and_evaluate(tiny_config(), str(workdir))
+    loop.train_and_evaluate(tiny_config(), str(workdir))
   assert (workdir / 'checkpoints').read_text() == 'not a directory'
 
 
@@ -385,7 +388,7 @@ def test_second_run_refuses_and_a_dead_holder_is_taken_over(tmp_path):
     with pytest.raises(workdir_lock.WorkdirLocked,
                        match=f'in use by another run \\(host '
                        f'{socket.gethostname()} pid {holder.pid} holds'):
-      train.train_and_evaluate(tiny_config(), str(workdir))
+      loop.train_and_evaluate(tiny_config(), str(workdir))
     assert sorted(os.listdir(workdir)) == ['run.lock']
   finally:
     holder.kill()  # SIGKILL: the lock file still names it
@@ -402,13 +405,13 @@ def test_second_run_refuses_and_a_dead_holder_is_taken_over(tmp_path):
 # ------------------------------------------------------------------- 5 --
 def test_resume_with_another_config_fails_listing_the_fields(tmp_path):
   workdir = str(tmp_path / 'w')
-  train.train_and_evaluate(tiny_config(num_train_steps=3), workdir)
+  loop.train_and_evaluate(tiny_config(num_train_steps=3), workdir)
   saved = json.load(open(os.path.join(workdir, 'config.json')))
   assert saved['model']['d_model'] == 16 and saved['num_train_steps'] == 3
   with pytest.raises(ValueError, match=r'another config: label_smoothing '
                      r'\(0.0 -> 0.2\), model.dropout_rate \(0.0 -> 0.1\) '
                      'differ'):
-    train.train_and_evaluate(tiny_config(
+    loop.train_and_evaluate(tiny_config(
         num_train_steps=3, label_smoothing=0.2,
         **{'model.dropout_rate': 0.1}), workdir)
   # A leg killed after logging step 4 (and in the middle of step 5's line)
@@ -419,7 +422,7 @@ def test_resume_with_another_config_fails_listing_the_fields(tmp_path):
   with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
     f.write('{"step": 5, "train/lo')
   # num_train_steps may change: the run goes on from step 3.
-  result = train.train_and_evaluate(tiny_config(), workdir)
+  result = loop.train_and_evaluate(tiny_config(), workdir)
   assert int(result.state.step) == 6
   assert json.load(open(os.path.join(workdir, 'config.json')))[
       'num_train_steps'] == 6
@@ -462,7 +465,7 @@ def test_invalid_value_fails_in_one_line_before_any_file(tmp_path, field,
                                                          value):
   workdir = tmp_path / 'w'
   with pytest.raises(ValueError) as error:
-    train.train_and_evaluate(tiny_config(**{field: value}), str(workdir))
+    loop.train_and_evaluate(tiny_config(**{field: value}), str(workdir))
   message = str(error.value)
   assert f'config.{field}=' in message and '\n' not in message
   assert not workdir.exists()
@@ -480,7 +483,7 @@ def test_missing_or_broken_config_file_is_one_line(tmp_path, content,
   from absl import flags  # pylint: disable=g-import-not-at-top
   try:
     with pytest.raises(SystemExit) as exit_:
-      train.parse_flags(['train.py', f'--config={path}',
+      command.parse_flags(['train.py', f'--config={path}',
                          f'--workdir={tmp_path / "w"}'])
   finally:
     flags.FLAGS.unparse_flags()
@@ -497,7 +500,7 @@ def test_init_from_a_run_of_another_family_is_one_line(tmp_path):
   with pytest.raises(ValueError, match=r"holds a run of task 'seq2seq' "
                      r"\(encoder-decoder\), but this run trains task "
                      r"'causal_lm' \(decoder LM\)"):
-    train.train_and_evaluate(config, str(tmp_path / 'w'))
+    loop.train_and_evaluate(config, str(tmp_path / 'w'))
   assert not (tmp_path / 'w').exists()
 
 
@@ -516,11 +519,11 @@ def test_full_disk_is_one_line_naming_the_workdir_and_free_space(
   workdir = str(tmp_path / 'w')
   with pytest.raises(ValueError, match=rf'--workdir={workdir} is out of '
                      r'space \([\d,.]+ MiB free\): .*No space left') as e:
-    train.train_and_evaluate(tiny_config(), workdir)
+    loop.train_and_evaluate(tiny_config(), workdir)
   assert '\n' not in str(e.value)
   # Nothing lost: the checkpoint of step 3 is whole, the lock released.
   monkeypatch.setattr(MetricsWriter, 'write', real_write)
-  result = train.train_and_evaluate(tiny_config(), workdir)
+  result = loop.train_and_evaluate(tiny_config(), workdir)
   assert int(result.state.step) == 6
 
 
@@ -529,7 +532,7 @@ def test_progress_line_has_tokens_mfu_and_an_early_time_left(tmp_path,
                                                              capsys):
   config = tiny_config(num_train_steps=30, log_every=30,
                        peak_flops_per_device=1e12)
-  train.train_and_evaluate(config, str(tmp_path / 'w'))
+  loop.train_and_evaluate(config, str(tmp_path / 'w'))
   lines = capsys.readouterr().out.splitlines()
   early = [l for l in lines if l.startswith('step 6/30 |')]
   assert early and 'left' in early[0], lines

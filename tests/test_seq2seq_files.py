@@ -7,9 +7,9 @@ import pytest
 from rouge_score import rouge_scorer
 import sacrebleu
 
-import train
 from configs import multi30k_en_de, xsum_summarization
 from tasks import get_task
+from training import loop
 from training.metrics_writer import read_metrics
 
 DATA_DIR = os.environ['DATA_DIR']
@@ -36,7 +36,7 @@ def shrink(config, **data):
 
 def decoded_texts(config, workdir, params):
   """(hypotheses, references) of the eval split, decoded here on one device
-  with the trained parameters, independently of train.evaluate."""
+  with the trained parameters, independently of training/evaluator.py."""
   task = get_task(config)
   task.tokenizer(workdir)
   batches = task.eval_batches(config.eval_batch_size)
@@ -52,11 +52,11 @@ def test_translation_reports_bleu_and_keeps_its_tokenizer(tmp_path):
   config.tokenizer.vocab_size = 300
   config.model.vocab_size = 300
   workdir = str(tmp_path / 'm30k')
-  result = train.train_and_evaluate(config, workdir, stop_at_step=2)
+  result = loop.train_and_evaluate(config, workdir, stop_at_step=2)
   spm = os.path.join(workdir, 'spm.model')
   first_tokenizer = open(spm, 'rb').read()
   mtime = os.path.getmtime(spm)
-  result = train.train_and_evaluate(config, workdir)  # resumes
+  result = loop.train_and_evaluate(config, workdir)  # resumes
   assert os.path.getmtime(spm) == mtime
   assert open(spm, 'rb').read() == first_tokenizer
   hyps, refs = decoded_texts(config, workdir, result.state.params)
@@ -80,7 +80,7 @@ def test_summarization_reports_rouge(tmp_path):
     config.data.train_split = config.data.eval_split = 'sample'
   config.data.file_pattern = '{split}.jsonl'
   workdir = str(tmp_path / 'xsum')
-  result = train.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   hyps, refs = decoded_texts(config, workdir, result.state.params)
   scorer = rouge_scorer.RougeScorer(['rouge1', 'rouge2', 'rougeL'],
                                     use_stemmer=True)
@@ -94,7 +94,7 @@ def test_missing_data_directory_names_the_config_key(tmp_path):
   config = shrink(multi30k_en_de.get_config(),
                   data_dir=str(tmp_path / 'nowhere'))
   with pytest.raises(ValueError, match='config.data.data_dir'):
-    train.train_and_evaluate(config, str(tmp_path / 'w'))
+    loop.train_and_evaluate(config, str(tmp_path / 'w'))
 
 
 def test_packed_batch_has_the_loss_of_its_examples_unpacked():

@@ -14,11 +14,12 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
 
-import train
 from configs import base_config, bert_pretraining, causal_lm, default
 from models import logical_axes
 from tasks import get_task
-from training import checkpointing, optimizers, run_config, sharding
+from training import checkpointing, loop, optimizers, parallel, run_config
+from training import sharding
+from training import steps as steps_lib
 
 # Meshes over (data, fsdp, tensor), each against one device.
 MESHES = {'one': dict(data=-1, fsdp=1, tensor=1),
@@ -63,13 +64,13 @@ def run_steps(config, initial=None, steps: int = 3):
   'grad_norm': global gradient norm per step}."""
   base_config.validate(config, config.num_devices or jax.device_count())
   task = get_task(config)
-  dp = train.make_parallel(config, task)
+  dp = parallel.for_config(config, task)
   optimizer, _ = optimizers.make_optimizer(config.optimizer, 100)
   if initial is None:
-    initial = train.initial_state(task, optimizer, config, dp)
+    initial = loop.initial_state(task, optimizer, config, dp)
   state = dp.place_state(initial)
   step = dp.compile(functools.partial(
-      train.train_step, task=task, optimizer=optimizer,
+      steps_lib.train_step, task=task, optimizer=optimizer,
       axis_name=dp.axis_name, grad_accum_steps=1),
       num_sharded=1, donate_state=True, returns_state=True)
   batches = task.train_batches(None, config.batch_size)
@@ -89,9 +90,9 @@ def host_state(state, dp):
 def initial_host_state(config):
   """The initial state of `config` computed on one device, on the host."""
   task = get_task(config)
-  dp = train.make_parallel(config, task)
+  dp = parallel.for_config(config, task)
   optimizer, _ = optimizers.make_optimizer(config.optimizer, 100)
-  return host_state(train.initial_state(task, optimizer, config, dp), dp)
+  return host_state(loop.initial_state(task, optimizer, config, dp), dp)
 
 
 @pytest.fixture(scope='module', params=list(FAMILIES))
@@ -235,7 +236,7 @@ def test_checkpoint_of_one_mesh_restores_under_another(runs, tmp_path,
   checkpointer.wait()
   config = tiny(family, '2x4x1')
   config.mesh.update(target)
-  other = train.make_parallel(config, get_task(config))
+  other = parallel.for_config(config, get_task(config))
   restored, data_state = checkpointer.restore(3, other.abstract_state(saved))
   checkpointer.close()
   assert data_state == {'position': 7}

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import conftest
-import train
 from configs import bert_finetune, bert_pretraining, causal_lm
+from training import loop
 
 
 def shrink(config, max_examples=None):
@@ -32,7 +32,7 @@ def test_task_trains_on_real_files(tmp_path, name, config):
   if name == 'shakespeare_lm':
     config.model.num_layers = 1
   workdir = str(tmp_path / name)
-  result = train.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   assert np.isfinite(result.train_metrics['train/loss'])
   # The reported eval loss is the trained parameters' loss on the files.
   assert result.eval_metrics['eval/loss'] == pytest.approx(

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import conftest
-import train
 from configs import default
 from decoding import beam_search, sampling
 from tasks import get_task
+from training import loop
 from training.metrics_writer import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +43,7 @@ def train_losses(workdir):
 
 def run(tmp_path, name, **overrides):
   workdir = str(tmp_path / name)
-  result = train.train_and_evaluate(tiny_config(**overrides), workdir)
+  result = loop.train_and_evaluate(tiny_config(**overrides), workdir)
   return workdir, result
 
 
@@ -58,7 +58,7 @@ def shared_run(tmp_path_factory):
     key = tuple(sorted(overrides.items()))
     if key not in done:
       workdir = str(tmp_path_factory.mktemp('shared_run'))
-      done[key] = workdir, train.train_and_evaluate(tiny_config(**overrides),
+      done[key] = workdir, loop.train_and_evaluate(tiny_config(**overrides),
                                                     workdir)
     return done[key]
   return get
@@ -97,9 +97,9 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path,
   config = tiny_config(parallelism=parallelism)
   straight_dir, straight = shared_run(parallelism=parallelism)
   workdir = str(tmp_path / 'resumed')
-  train.train_and_evaluate(config, workdir, stop_at_step=4)
+  loop.train_and_evaluate(config, workdir, stop_at_step=4)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')))[-1] == '4'
-  resumed = train.train_and_evaluate(config, workdir)
+  resumed = loop.train_and_evaluate(config, workdir)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
                straight.state.params, resumed.state.params)
   assert resumed.eval_metrics == pytest.approx(straight.eval_metrics)
@@ -165,11 +165,11 @@ def test_beam_search_of_width_one_equals_greedy_on_the_model():
 
 def test_checkpoint_of_another_shape_names_the_parameter(tmp_path):
   workdir = str(tmp_path / 'w')
-  train.train_and_evaluate(tiny_config(num_train_steps=3), workdir)
+  loop.train_and_evaluate(tiny_config(num_train_steps=3), workdir)
   with pytest.raises(ValueError, match=r'parameter params/\S+/ffn/wi/\S+ has '
                      r'shape \(.*64,?\) but the configured model expects '
                      r'\(.*48,?\)'):
-    train.train_and_evaluate(tiny_config(**{'model.d_ff': 48}), workdir)
+    loop.train_and_evaluate(tiny_config(**{'model.d_ff': 48}), workdir)
 
 
 def test_batch_not_divisible_by_devices_is_one_clear_error(tmp_path):
@@ -191,7 +191,7 @@ def test_unwritable_workdir_is_one_clear_error(tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('not a directory')
   with pytest.raises(ValueError, match='--workdir=.* cannot be written'):
-    train.train_and_evaluate(tiny_config(), str(blocker / 'sub'))
+    loop.train_and_evaluate(tiny_config(), str(blocker / 'sub'))
 
 
 def device_flags(count):

@@ -15,10 +15,7 @@ import pytest
 
 import conftest
 import evaluate
-import export
 import predict
-import train
-import trained_run
 from configs import bert_finetune, causal_lm, default, multi30k_en_de
 from configs.base_config import base_config
 from decoding import generation
@@ -27,7 +24,8 @@ from models import hf as huggingface, registry
 from models.config import ModelConfig
 from models.decoder_lm import DecoderLM
 from tasks import get_task
-from training import checkpointing, run_config
+from training import evaluator, loop, prediction, run_config, saved_params
+from training import trained_run
 from training.metrics_writer import read_metrics
 
 torch = conftest.optional_module('torch')
@@ -63,7 +61,7 @@ def common(config, steps=2):
 def trained(tmp_path_factory, name, config):
   """Trains `config`; config.json is written as train.py writes it."""
   workdir = str(tmp_path_factory.mktemp(name))
-  result = train.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   run_config.save(config, workdir)
   return workdir, config, result
 
@@ -159,7 +157,7 @@ def opened(run, **kwargs):
 # ------------------------------------------------------------ evaluate --
 def test_evaluate_newest_and_mean_reproduce_the_runs_metrics(s2s):
   workdir, _, result = s2s
-  newest = evaluate.evaluate_run(opened(s2s))
+  newest = evaluator.evaluate_run(opened(s2s))
   assert newest == pytest.approx(
       {k: v for k, v in result.eval_metrics.items() if k.startswith('eval/')},
       rel=1e-6)
@@ -167,11 +165,11 @@ def test_evaluate_newest_and_mean_reproduce_the_runs_metrics(s2s):
   mean = opened(s2s, average_last=2)
   assert mean.steps == [2, 4]
   # The mean of the two checkpoints' parameters, as the run averaged them.
-  old = checkpointing.restore_params(workdir, step=2).params
-  new = checkpointing.restore_params(workdir, step=4).params
+  old = saved_params.restore_params(workdir, step=2).params
+  new = saved_params.restore_params(workdir, step=4).params
   jax.tree.map(lambda m, a, b: np.testing.assert_allclose(
       m, (a.astype(np.float64) + b) / 2, rtol=1e-6), mean.params, old, new)
-  averaged = evaluate.evaluate_run(mean)
+  averaged = evaluator.evaluate_run(mean)
   assert averaged == pytest.approx(
       {k.replace('averaged/', 'eval/'): v
        for k, v in result.eval_metrics.items()
@@ -215,7 +213,7 @@ def test_a_cudnn_run_is_evaluated_on_a_cpu_with_the_same_attention(s2s):
   config.model.attention_impl = 'cudnn'
   run = trained_run.load(workdir, config)
   assert run.config.model.attention_impl == 'fused' != reference
-  scores = evaluate.evaluate_run(run)
+  scores = evaluator.evaluate_run(run)
   assert scores['eval/loss'] == pytest.approx(result.eval_metrics['eval/loss'],
                                               rel=1e-5)
 
@@ -223,11 +221,11 @@ def test_a_cudnn_run_is_evaluated_on_a_cpu_with_the_same_attention(s2s):
 def test_evaluate_on_a_file_in_the_runs_format(lm, text_dir):
   workdir, config, result = lm
   same = evaluate.with_eval_file(config, str(text_dir / 'validation.txt'))
-  metrics = evaluate.evaluate_run(trained_run.load(workdir, same),
+  metrics = evaluator.evaluate_run(trained_run.load(workdir, same),
                                   str(text_dir / 'validation.txt'))
   assert metrics == pytest.approx(result.eval_metrics, rel=1e-6)
   other = evaluate.with_eval_file(config, str(text_dir / 'other.txt'))
-  metrics = evaluate.evaluate_run(trained_run.load(workdir, other),
+  metrics = evaluator.evaluate_run(trained_run.load(workdir, other),
                                   str(text_dir / 'other.txt'))
   assert metrics['eval/loss'] != pytest.approx(result.eval_metrics['eval/loss'])
   # The command prints and records the same figures (its record replaces
@@ -286,7 +284,7 @@ def test_predict_start_text_sets_the_first_token(lm):
   run = opened(lm)
   run.config.decode.start_text = 'a'
   assert run.task.bos_id == run.tokenizer.encode('a')[0]
-  assert out.splitlines() == predict.predict_lines(
+  assert out.splitlines() == prediction.predict_lines(
       run, ['the cat'], batch_size=1, max_new_tokens=12)
   code, _, err = command('predict.py', f'--workdir={workdir}',
                          '--start_text=ab', stdin='the cat\n')
@@ -300,7 +298,7 @@ def test_predict_generates_greedily_and_samples_past_the_block(lm):
   tokenizer = run.tokenizer
   prompts = ['the cat', 'a big red dog']
   # 4 + 30 > the 16-token training rows, within the 48 learned positions.
-  greedy = predict.predict_lines(run, prompts, batch_size=2,
+  greedy = prediction.predict_lines(run, prompts, batch_size=2,
                                  max_new_tokens=30)
   ids = [tokenizer.encode(p) for p in prompts]
   out = generation.generate(
@@ -310,7 +308,7 @@ def test_predict_generates_greedily_and_samples_past_the_block(lm):
   tokens = np.asarray(out['tokens'])
   assert greedy == [tokenizer.decode(row[len(i):len(i) + 30]).replace(
       '\n', '\\n') for row, i in zip(tokens, ids)]
-  sample = lambda seed: predict.predict_lines(
+  sample = lambda seed: prediction.predict_lines(
       run, prompts, batch_size=2, max_new_tokens=30, temperature=1.0,
       top_k=20, top_p=0.95, seed=seed)
   first = sample(0)
@@ -338,7 +336,7 @@ def test_learned_positions_slide_a_window_past_max_len(lm):
     logits = model.apply({'params': params},
                          np.asarray([fed[i + 1 - 48:i + 1]], np.int32))
     assert int(np.argmax(logits[0, -1])) == tokens[i]
-  out = predict.predict_lines(run, ['the cat'], batch_size=1,
+  out = prediction.predict_lines(run, ['the cat'], batch_size=1,
                               max_new_tokens=60)
   assert len(out[0]) > 0
 
@@ -350,7 +348,7 @@ def test_rotary_positions_generate_beyond_max_len():
   task = get_task(config)
   params = task.init_variables(jax.random.key(0))['params']
   run = trained_run.TrainedRun('', config, task, params, [0])
-  out = predict.predict_lines(run, ['5 6 7'], batch_size=1,
+  out = prediction.predict_lines(run, ['5 6 7'], batch_size=1,
                               max_new_tokens=40)
   tokens = generation.generate(
       task.model_config, params, [[5, 6, 7]], jax.random.key(0),
@@ -363,7 +361,7 @@ def test_predict_classifies_as_the_task_does(cls, text_dir):
   run = opened(cls)
   lines = [l.split('\t')[0] for l in
            (text_dir / 'validation.tsv').read_text().splitlines()[1:]]
-  out = predict.predict_lines(run, lines, batch_size=4)
+  out = prediction.predict_lines(run, lines, batch_size=4)
   labels = [int(o.split('\t')[0]) for o in out]
   probs = [float(o.split('\t')[1]) for o in out]
   batch = next(iter(run.task.eval_batches(8)))
@@ -375,7 +373,7 @@ def test_predict_classifies_as_the_task_does(cls, text_dir):
 def test_predict_answers_as_the_task_does(qa, text_dir):
   run = opened(qa)
   lines = (text_dir / 'validation.jsonl').read_text().splitlines()
-  answers = predict.predict_lines(run, lines, batch_size=4)
+  answers = prediction.predict_lines(run, lines, batch_size=4)
   batches = run.task.eval_batches(8)
   features, examples = batches.features, batches.examples
   assert len(features) > len(examples)  # several windows per context
@@ -392,7 +390,7 @@ def test_predict_answers_as_the_task_does(qa, text_dir):
   bad = [lines[0], json.dumps({'question': 'where is the cat ?'})]
   with pytest.raises(ValueError,
                      match='--input line 2: a question without a context'):
-    predict.predict_lines(run, bad, batch_size=4)
+    prediction.predict_lines(run, bad, batch_size=4)
 
 
 # -------------------------------------------------------------- export --
@@ -407,7 +405,7 @@ def padded_ids(tokenizer, texts, length):
 @needs_torch
 def test_export_gpt2_loads_in_transformers_with_equal_logits(lm, tmp_path):
   run = opened(lm)
-  files = export.export_run(run, str(tmp_path))
+  files = trained_run.export_run(run, str(tmp_path))
   assert {'config.json', 'model.safetensors', 'tokenizer.json'} <= set(files)
   model = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path)).eval()
   hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
@@ -434,7 +432,7 @@ def test_export_command_bert_classifier_and_qa(cls, qa, tmp_path):
                            (qa, 'BertForQuestionAnswering', 'qa')):
     run = opened(run_)
     if name == 'qa':
-      export.export_run(run, str(tmp_path / name))
+      trained_run.export_run(run, str(tmp_path / name))
     path = str(tmp_path / name)
     model = getattr(transformers, arch).from_pretrained(path).eval()
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(path)

@@ -12,11 +12,10 @@ import pytest
 import conftest
 import export
 import predict
-import train
 from configs import base_config, causal_lm, default
 from input_data import text_sources
 from sweeping import study as study_lib
-from training import run_config
+from training import loop, run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONE_DEVICE = {**os.environ, 'XLA_FLAGS': (
@@ -38,7 +37,7 @@ def tiny_config(**overrides):
 def trained(tmp_path_factory):
   """One tiny finished seq2seq run, shared by the tests that read one."""
   workdir = str(tmp_path_factory.mktemp('runs') / 'seq2seq')
-  train.train_and_evaluate(tiny_config(), workdir)
+  loop.train_and_evaluate(tiny_config(), workdir)
   return workdir
 
 
@@ -58,7 +57,7 @@ def test_rows_longer_than_the_positions_fail_before_anything_is_written(
   with pytest.raises(ValueError, match=r'config.data.max_len=12 gives rows '
                      r'of 13 positions but config.model.max_len=8 '
                      r'\(sinusoidal positions\)'):
-    train.train_and_evaluate(tiny_config(**{'model.max_len': 8}),
+    loop.train_and_evaluate(tiny_config(**{'model.max_len': 8}),
                              str(workdir))
   assert not workdir.exists()
 
@@ -85,7 +84,7 @@ def test_data_found_bad_once_the_run_began_leaves_no_workdir(tmp_path):
   workdir = tmp_path / 'w'
   with pytest.raises(ValueError, match=r"split 'train' of .*blank.txt has "
                      'no examples'):
-    train.train_and_evaluate(config, str(workdir))
+    loop.train_and_evaluate(config, str(workdir))
   assert not workdir.exists()
 
 
@@ -97,7 +96,7 @@ def test_a_workdir_of_another_task_is_named(trained):
       'model.num_heads': 2, 'model.num_layers': 1})
   with pytest.raises(ValueError, match=r"holds a run of task 'seq2seq' but "
                      r"this config trains 'causal_lm'"):
-    train.train_and_evaluate(config, trained)
+    loop.train_and_evaluate(config, trained)
   assert open(os.path.join(trained, 'config.json')).read() == before
 
 
@@ -105,7 +104,7 @@ def test_a_file_as_workdir_and_an_empty_data_dir_are_one_line(tmp_path):
   path = tmp_path / 'f.txt'
   path.write_text('x')
   with pytest.raises(ValueError, match='it is a file, not a directory'):
-    train.check_workdir(str(path))
+    loop.check_workdir(str(path))
   with pytest.raises(ValueError, match='config.data.data_dir is empty: set '
                      'DATA_DIR'):
     text_sources.resolve_data_dir('')

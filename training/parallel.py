@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from configs import base_config
 from errors import UserError
 from training import sharding
 
@@ -287,6 +288,17 @@ def make_parallel(mode: str, num_devices: int = 0, *,
   if mode == 'pmap':
     return PmapParallel(num_devices)
   return MeshParallel(num_devices, mesh_shape, rules, param_axes)
+
+
+def for_config(config, task, mode: str | None = None) -> Parallel:
+  """The devices of `config.parallelism` (or `mode`): pmap, or a mesh of
+  config.mesh laid out by config.logical_axis_rules and the task's
+  parameter axes."""
+  num_devices = config.num_devices or jax.device_count()
+  return make_parallel(
+      mode or config.parallelism, config.num_devices,
+      mesh_shape=base_config.mesh_shape(config.mesh, num_devices),
+      rules=config.logical_axis_rules, param_axes=task.param_axes())
 
 
 # Hosts ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from errors import UserError
 from models import hf
-from training import checkpointing, run_config
+from training import run_config, saved_params
 
 # The network family of each config.task: weights move only within one.
 FAMILY = {'seq2seq': 'encoder-decoder', 'causal_lm': 'decoder LM',
@@ -67,7 +67,7 @@ def is_workdir(path: str) -> bool:
 
 def load_workdir_params(workdir: str):
   """The parameters of the newest checkpoint in `workdir/checkpoints`."""
-  return checkpointing.restore_params(workdir, name='config.init_from').params
+  return saved_params.restore_params(workdir, name='config.init_from').params
 
 
 def _align_backbone(params: dict, pretrained: dict) -> dict:
