@@ -67,18 +67,6 @@ def check_workdir(workdir: str):
                     ) from None
 
 
-def validate_config(config, num_devices: int):
-  """base_config.validate, each of whose ValueErrors names a bad config
-  value: raised as UserError, so that the command line prints it in one
-  line (validate may raise plain ValueError; a UserError passes as is)."""
-  try:
-    base_config.validate(config, num_devices)
-  except UserError:
-    raise
-  except ValueError as e:
-    raise UserError(str(e)) from e
-
-
 def remove_unused_workdir(workdir: str):
   """Removes a workdir that this run found empty or absent, after bad input
   that shows only once the run is set up (its data, its tokenizer) and
@@ -115,7 +103,7 @@ def train_and_evaluate(config, workdir: str,
   full disk or an unwritable workdir as UserError too, and Diverged at a
   non-finite step; any other exception is a bug.
   """
-  validate_config(config, config.num_devices or jax.device_count())
+  base_config.validate(config, config.num_devices or jax.device_count())
   task = get_task(config)
   dp = parallel.for_config(config, task)
   dp.check_batch_size(config.batch_size, 'batch_size')
