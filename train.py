@@ -32,15 +32,6 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Hosts in the run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'This host, 0-based.')
 
-# The names experiments/ and docs/ read from train.py; the library is
-# training/ (loop.py, steps.py), the flags cli/flags.py.
-# pylint: disable=unused-import,g-bad-import-order
-from training.loop import TrainResult, train_and_evaluate, initial_state
-from training.parallel import for_config as make_parallel
-from training.steps import TrainState, apply_if_finite, train_step
-_CONFIG = cli_flags.CONFIG
-# pylint: enable=unused-import,g-bad-import-order
-
 
 def main(argv):
   command.start(argv)

@@ -10,7 +10,7 @@ figures with their command in performance.md.
       --quick                           # end to end in a minute or two
 
 Three markdown tables, each from train.py's step (`benchmark.compile_step`:
-`train.train_step` jitted over a mesh, the state donated, synthetic rows):
+`training.steps.train_step` jitted over a mesh, the state donated, synthetic rows):
   seq     one device; for each of --seq_lens and each of --impls, batches
           of --tokens_per_step tokens (batch = tokens / seq): step time
           (median of --steps after --warmup), model FLOPs per step

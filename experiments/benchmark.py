@@ -23,8 +23,9 @@ Every table's header names the jax version, the CPU model and its ISA
 flags (AVX-512, bf16, AMX) and the load average at the start; the last
 line gives it at the end.
 
-The step is train.py's: `train.train_step` under `MeshParallel.compile` with
-the state donated, from `train.initial_state`, on synthetic token batches
+The step is train.py's: `training.steps.train_step` under
+`MeshParallel.compile` with the state donated, from
+`training.loop.initial_state`, on synthetic token batches
 of the configured shapes (no padding, so every position is a real token).
 The run uses mode 'mesh' (jit), which is the same program on one device and
 lets the compile be timed alone. Printed per measurement, as markdown rows:
@@ -72,12 +73,13 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import train  # pylint: disable=g-import-not-at-top
+from cli import flags as cli_flags  # pylint: disable=g-import-not-at-top
 from decoding import generation
 from tasks import get_task
-from training import flops, optimizers
+from training import flops, loop, optimizers, parallel
+from training import steps as train_steps
 
-_CONFIG = train._CONFIG  # --config and --config.x=y, as train.py parses them
+_CONFIG = cli_flags.CONFIG  # --config and --config.x=y, as train.py's
 _BATCH = flags.DEFINE_integer('batch_size', 0, '0: config.batch_size.')
 _SEQ_LEN = flags.DEFINE_integer('seq_len', 0, 'Sequence length (source and '
                                 'target length for seq2seq); 0: config.')
@@ -257,17 +259,18 @@ def synthetic_batch(config, batch_size: int, seed: int = 0) -> dict:
 
 # ------------------------------------------------------------- training --
 def compile_step(config, donate: bool = True):
-  """train.train_step for `config` (mode 'mesh'), compiled on synthetic
-  batches -> (task, MeshParallel, compiled, (state, batch, rng), seconds)."""
+  """train_steps.train_step for `config` (mode 'mesh'), compiled on
+  synthetic batches -> (task, MeshParallel, compiled, (state, batch, rng),
+  seconds)."""
   task = get_task(config)
-  dp = train.make_parallel(config, task, mode='mesh')
+  dp = parallel.for_config(config, task, mode='mesh')
   optimizer, _ = optimizers.make_optimizer(config.optimizer,
                                            config.num_train_steps)
-  state = dp.place_state(train.initial_state(task, optimizer, config, dp))
+  state = dp.place_state(loop.initial_state(task, optimizer, config, dp))
   batch = dp.shard(synthetic_batch(config, config.batch_size))
   rng = jax.random.key(1)
   step_fn = dp.compile(functools.partial(
-      train.train_step, task=task, optimizer=optimizer, axis_name=None,
+      train_steps.train_step, task=task, optimizer=optimizer, axis_name=None,
       grad_accum_steps=config.grad_accum_steps),
       num_sharded=1, donate_state=donate, returns_state=True)
   start = time.perf_counter()
@@ -279,7 +282,7 @@ def compile_step(config, donate: bool = True):
 def time_training(config, *, steps: int, warmup: int, peak: float,
                   donate: bool = True, sync_every_step: bool = False,
                   prng_impl: str = '', paired_peak=None) -> dict:
-  """Compiles train.train_step for `config` and times it (see module doc).
+  """Compiles train_steps.train_step for `config` and times it (module doc).
 
   paired_peak: on a shared CPU, a function timing the peak matmul once;
     it runs after every step and each step's MFU uses the peak measured

@@ -137,11 +137,12 @@ def load_config(curve: Curve, extra: dict):
 
 def run_prefix(curve: Curve, extra: dict | None = None) -> list[float]:
   """Training losses of steps 1..curve.steps, one per step."""
-  import train  # pylint: disable=g-import-not-at-top  (jax after argv)
+  # jax after argv. pylint: disable=g-import-not-at-top
+  from training import loop
   config = load_config(curve, extra or {})
   with tempfile.TemporaryDirectory(prefix='curve_') as workdir, \
       contextlib.redirect_stdout(io.StringIO()):  # a line per step
-    train.train_and_evaluate(config, workdir, stop_at_step=curve.steps)
+    loop.train_and_evaluate(config, workdir, stop_at_step=curve.steps)
     losses = {}
     with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
       for line in f:

@@ -374,7 +374,7 @@ def row_config(name: str, args):
 
 
 def jax_row(spec, args, context) -> dict:
-  """Compiles train.train_step for the row's config (benchmark.py's
+  """Compiles training.steps.train_step for the row's config (benchmark.py's
   compile_step), picks the batch, and times it."""
   import jax  # pylint: disable=g-import-not-at-top
   from experiments import benchmark  # pylint: disable=g-import-not-at-top

@@ -111,23 +111,24 @@ def default_experiment(args):
   """The default experiment's data (input_data/synthetic.py) against its own
   training step, both measured in this run on this machine."""
   import jax  # pylint: disable=g-import-not-at-top
-  import train as train_lib  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
   from tasks import get_task  # pylint: disable=g-import-not-at-top
   import functools  # pylint: disable=g-import-not-at-top
-  from training import optimizers  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from training import loop, optimizers, parallel
+  from training import steps as train_steps
 
   config = default.get_config()
   task = get_task(config)
-  dp = train_lib.make_parallel(config, task)
+  dp = parallel.for_config(config, task)
   data = task.train_batches(None, config.batch_size)
   data_rate = time_iterator(data, args.warmup, args.num_batches)
   optimizer, _ = optimizers.make_optimizer(config.optimizer,
                                            config.num_train_steps)
-  state = dp.place_state(train_lib.initial_state(task, optimizer, config,
+  state = dp.place_state(loop.initial_state(task, optimizer, config,
                                                  dp))
   step = dp.compile(functools.partial(
-      train_lib.train_step, task=task, optimizer=optimizer,
+      train_steps.train_step, task=task, optimizer=optimizer,
       axis_name=dp.axis_name, grad_accum_steps=1), num_sharded=1,
       donate_state=True, returns_state=True)
   batches = [dp.shard(next(data)) for _ in range(args.num_batches)]

@@ -3,8 +3,8 @@ r"""Time of the optimizer update alone, at GPT-2 small's parameter shapes.
   python experiments/optimizer_benchmark.py
 
 Rows:
-- `train_step`: train.train_step itself, with a task whose loss is linear
-  in the parameters (its gradient is a fixed array, so the step is the
+- `train_step`: training.steps.train_step itself, with a task whose loss is
+  linear in the parameters (its gradient is a fixed array, so the step is the
   gradient post-processing and the AdamW update of configs/gpt2_small.py:
   mean over tokens, global-norm clipping at 1.0, weight decay 0.1, under
   the CPU's non-finite guard).
@@ -28,9 +28,9 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import benchmark  # pylint: disable=g-import-not-at-top
-import train  # pylint: disable=g-import-not-at-top
-from configs import gpt2_small
+from configs import gpt2_small  # pylint: disable=g-import-not-at-top
 from training import optimizers
+from training import steps as train_steps
 
 _REPEATS = flags.DEFINE_integer('repeats', 7, 'Timed calls per row.')
 
@@ -92,12 +92,13 @@ def main(argv):
         f'{jax.__version__} on {benchmark.cpu_description()}; '
         f'{benchmark.load_text()}')
   optimizer, _ = optimizers.make_optimizer(config.optimizer, 1000)
-  fresh = lambda opt: train.TrainState(
+  fresh = lambda opt: train_steps.TrainState(
       step=jnp.array(0, jnp.int32), params=jax.tree.map(jnp.copy, params),
       opt_state=opt.init(params))
 
   ours = jax.jit(functools.partial(
-      train.train_step, task=FixedGradientTask(grads), optimizer=optimizer,
+      train_steps.train_step, task=FixedGradientTask(grads),
+      optimizer=optimizer,
       axis_name=None, grad_accum_steps=1), donate_argnums=0)
   step = lambda state: ours(state, {}, jax.random.key(0))[0]
   best, median = timed(step, fresh(optimizer))
