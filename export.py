@@ -45,7 +45,7 @@ def export_and_print(output: str | None):
   run = cli_flags.trained_run_of_flags()
   files = trained_run.export_run(run, output)
   arch = hf.architecture(run.task.model_config, run.task.model_name)
-  note = ' (built-in data: no tokenizer)' if run.task.data.synthetic else ''
+  note = ' (built-in data: no tokenizer)' if run.task.builtin_data else ''
   print(f'{arch} from checkpoint(s) {", ".join(map(str, run.steps))} -> '
         f'{os.path.abspath(output)}: {", ".join(files)}{note}')
 

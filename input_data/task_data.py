@@ -21,6 +21,12 @@ TOKENIZER_PROBE = ('The 3 quick-brown foxes JUMPED over 2,048 lazy dogs; '
                    "unbelievably, the naive cafe owner didn't mind.")
 
 
+def reads_builtin_data(config) -> bool:
+  """Built-in rows from the seed (config.data.source='synthetic') rather
+  than files: the one test of the source, which tasks make once."""
+  return config.data.source == 'synthetic'
+
+
 class TaskData:
   """A task's training and evaluation batches, from the seed or from files.
 
@@ -35,14 +41,11 @@ class TaskData:
       raise UserError(f'config.data.source={config.data.source!r} is not '
                       f'one of {", ".join(SOURCES)}')
     self.config, self.model_config = config, model_config
+    self.synthetic = reads_builtin_data(config)
     self.make_rows, self.pipeline_fn = make_rows, pipeline_fn
     self.text_keys = text_keys
     self._tokenizer = None
     self.eval_pipeline = None  # the last eval Batches (its examples, ...)
-
-  @property
-  def synthetic(self) -> bool:
-    return self.config.data.source == 'synthetic'
 
   def tokenizer(self, workdir: str | None = None):
     """The run's tokenizer; one trained on the fly is saved in `workdir`

@@ -15,16 +15,28 @@ _TASKS = {
     'classification': 'tasks.classification:ClassificationTask',
     'extractive_qa': 'tasks.extractive_qa:ExtractiveQATask',
 }
+NAMES = tuple(_TASKS)
 # Reported by the evaluator for every task; decoded metrics come on top.
 LOSS_METRICS = ('loss', 'accuracy', 'perplexity')
+
+
+def class_named(name: str) -> type[Task]:
+  """The task class registered as `name` (a key of _TASKS)."""
+  module_name, class_name = _TASKS[name].split(':')
+  return getattr(importlib.import_module(module_name), class_name)
 
 
 def task_class(config) -> type[Task]:
   if config.task not in _TASKS:
     raise UserError(f'config.task={config.task!r} is not one of '
                     f'{", ".join(sorted(_TASKS))}')
-  module_name, class_name = _TASKS[config.task].split(':')
-  return getattr(importlib.import_module(module_name), class_name)
+  return class_named(config.task)
+
+
+def checkpoint_family(name: str | None) -> str | None:
+  """The init_from family of the task registered as `name`; None for a
+  name that is not registered (a run saved before tasks were named)."""
+  return class_named(name).checkpoint_family if name in _TASKS else None
 
 
 def get_task(config) -> Task:

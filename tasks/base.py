@@ -4,16 +4,37 @@ A task owns its model family, its loss, its predictions and its data, so one
 train loop (train.py) serves every family (the t5x split). Subclasses name
 their network (`model_name`, a key of models/registry.py) and fill in the
 abstract methods; model building and initialisation are shared here.
+
+Besides its methods, a task class answers, without being built, what other
+modules would otherwise look up by config.task: `checkpoint_family` (which
+runs' weights may seed it through config.init_from) and `flops_family`
+with `step_shape(config)` (training/flops.py's formula and lengths).
 """
 import abc
+import dataclasses
 
 import jax.numpy as jnp
 
 from errors import UserError
-from input_data.task_data import TaskData
+from input_data.task_data import TaskData, reads_builtin_data
 from models import registry
 from models.config import model_config_from
 from training import pretrained, run_config
+
+
+@dataclasses.dataclass(frozen=True)
+class StepShape:
+  """What one training example looks like to the network (its padded
+  lengths): what training/flops.py counts FLOPs and tokens over."""
+  source_len: int = 0      # encoder-decoder: S
+  target_len: int = 0      # encoder-decoder: T
+  seq_len: int = 0         # decoder LM and BERT: s
+  mlm_positions: int = 0   # BERT pre-training: MLM head rows (0: all s)
+
+  @property
+  def tokens(self) -> int:
+    """Token positions per example that the network reads (S + T or s)."""
+    return self.source_len + self.target_len + self.seq_len
 
 
 class Task(abc.ABC):
@@ -25,11 +46,24 @@ class Task(abc.ABC):
   'X_examples' count, which becomes 'X_accuracy'.
   """
   model_name: str  # models/registry.py name of the network
+  # init_from moves weights only between runs of one family ('BERT', ...).
+  checkpoint_family: str
+  # The training/flops.py formula that counts this network's matmuls.
+  flops_family: str
 
   def __init__(self, config):
     self.config = config
     self.model_config = model_config_from(config.model)
-    self.data: TaskData = self.make_data()
+    self.data: TaskData = self.make_data()  # checks config.data.source
+    # Built-in rows or files, chosen once: lengths, scores and tokenizers
+    # follow it.
+    self.builtin_data = reads_builtin_data(config)
+
+  @classmethod
+  def step_shape(cls, config) -> StepShape:
+    """The padded example a run of `config` trains on, for its FLOPs and
+    tokens per step: by default one row of config.data.max_length."""
+    return StepShape(seq_len=config.data.max_length)
 
   # Model -------------------------------------------------------------------
   def build_model(self, train: bool, decode: bool = False):
@@ -132,6 +166,7 @@ class Task(abc.ABC):
 class BertTask(Task):
   """Tasks on a BERT encoder: the three id inputs of every batch."""
   INPUTS = ('input_ids', 'token_type_ids', 'attention_mask')
+  checkpoint_family = 'BERT'  # the encoder moves between its heads
 
   def forward(self, params, batch, rng=None, train=False, **kwargs):
     return self.apply(params, *(batch[k] for k in self.INPUTS), rng=rng,

@@ -13,7 +13,7 @@ import numpy as np
 
 from input_data import pipelines, synthetic
 from input_data.task_data import TaskData
-from tasks.base import BertTask, example_weights
+from tasks.base import BertTask, StepShape, example_weights
 from training import losses
 
 
@@ -24,6 +24,7 @@ class BertPretrainingTask(BertTask):
   only at the first max_predictions masked positions of each row.
   """
   model_name = 'bert_pretraining'
+  flops_family = 'bert'  # training/flops.py: pre-training's MLM + NSP heads
 
   def make_data(self):
     cfg, length = self.model_config, self.config.data.max_length
@@ -32,6 +33,13 @@ class BertPretrainingTask(BertTask):
         lambda rng, count: synthetic.bert_pretraining_rows(
             rng, count, length, cfg.vocab_size),
         pipelines.bert_pretraining_batches, (self.config.data.text_key,))
+
+  @classmethod
+  def step_shape(cls, config):
+    """The MLM head runs at data.max_predictions rows (0: all of them)."""
+    length = config.data.max_length
+    return StepShape(seq_len=length, mlm_positions=min(
+        config.data.max_predictions or length, length))
 
   @classmethod
   def loss_metric_names(cls, config):

@@ -17,6 +17,8 @@ class CausalLMTask(Task):
   packed rows add inputs_segmentation, inputs_position.
   """
   model_name = 'decoder_lm'
+  checkpoint_family = 'decoder LM'
+  flops_family = 'decoder_lm'
 
   @property
   def length(self) -> int:
@@ -38,7 +40,7 @@ class CausalLMTask(Task):
     """The token generation starts from: config.decode.start_text's one
     token, else EOS, which starts documents in the pipeline (SEP in the
     synthetic rows)."""
-    if self.data.synthetic:
+    if self.builtin_data:
       return synthetic.SEP
     tokenizer = self.data.tokenizer()
     text = self.config.decode.start_text

@@ -14,6 +14,7 @@ class ClassificationTask(BertTask):
   (int32 classes, float32 for regression).
   """
   model_name = 'bert_classifier'
+  flops_family = 'bert_classifier'
 
   @property
   def regression(self) -> bool:

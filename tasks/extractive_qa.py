@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from input_data import pipelines, squad_features, synthetic
-from input_data.task_data import TaskData
+from input_data.task_data import TaskData, reads_builtin_data
 from tasks.base import BertTask, example_weights
 from training import metrics, parallel
 
@@ -36,6 +36,7 @@ class ExtractiveQATask(BertTask):
   [CLS], for a window without the answer).
   """
   model_name = 'bert_qa'
+  flops_family = 'bert_qa'
 
   def make_data(self):
     cfg, length = self.model_config, self.config.data.max_length
@@ -47,7 +48,7 @@ class ExtractiveQATask(BertTask):
 
   @classmethod
   def decoded_metric_names(cls, config):
-    if config.data.source == 'synthetic':
+    if reads_builtin_data(config):
       return ('span_exact_match',)
     return ('exact_match', 'f1')
 
@@ -78,7 +79,7 @@ class ExtractiveQATask(BertTask):
   def score(self, predictions, batches):
     """Synthetic: span exact match. Files: SQuAD exact match and F1 (%) of
     the answer text, over all windows of each question."""
-    if self.config.data.source == 'synthetic':
+    if self.builtin_data:
       hits = count = 0.0
       for pred, batch in zip(predictions, batches):
         w = np.asarray(batch['example_weight'])

@@ -15,9 +15,9 @@ import numpy as np
 from decoding import beam_search
 from errors import UserError
 from input_data import pipelines, synthetic
-from input_data.task_data import TaskData
+from input_data.task_data import TaskData, reads_builtin_data
 from models.encoder_decoder import output_table
-from tasks.base import Task
+from tasks.base import StepShape, Task
 from training import losses, metrics
 
 # Packed batches (input_data/packing.py) -> keyword arguments of EncoderDecoder.
@@ -31,6 +31,8 @@ class Seq2SeqTask(Task):
   """Batches: inputs [b, Ls], targets [b, Lt] int32 ending with EOS, then
   PAD; packed rows add the segmentation and position keys above."""
   model_name = 'encoder_decoder'
+  checkpoint_family = 'encoder-decoder'
+  flops_family = 'encoder_decoder'
   eos_id = synthetic.EOS  # and the tokenizer's (checked in `tokenizer`)
 
   def make_data(self):
@@ -43,19 +45,26 @@ class Seq2SeqTask(Task):
 
   @classmethod
   def decoded_metric_names(cls, config):
-    if config.data.source == 'synthetic':
+    if reads_builtin_data(config):
       return ('exact_match',)
     rouge = ('rouge1', 'rouge2', 'rougeL') if config.data.rouge else ()
     return ('bleu', 'bleu_lowercase_tokenized') + rouge
 
+  @classmethod
+  def step_shape(cls, config):
+    data = config.data
+    if reads_builtin_data(config):
+      return StepShape(source_len=data.max_len, target_len=data.max_len)
+    return StepShape(source_len=data.max_input_length,
+                           target_len=data.max_target_length)
+
   def target_length(self) -> int:
     data = self.config.data
-    return data.max_len + 1 if data.source == 'synthetic' else (
-        data.max_target_length)
+    return data.max_len + 1 if self.builtin_data else data.max_target_length
 
   def row_lengths(self):
     data, lengths = self.config.data, {}
-    if data.source == 'synthetic':  # targets: the reversed tokens and EOS
+    if self.builtin_data:  # targets: the reversed tokens and EOS
       lengths[f'config.data.max_len={data.max_len}'] = data.max_len + 1
     else:
       lengths[f'config.data.max_input_length={data.max_input_length}'] = (
@@ -122,14 +131,14 @@ class Seq2SeqTask(Task):
     return tokenizer
 
   def train_batches(self, workdir, global_batch_size: int):
-    if not self.data.synthetic:
+    if not self.builtin_data:
       self.tokenizer(workdir)  # checked before the pipeline uses it
     return self.data.train_batches(workdir, global_batch_size)
 
   def score(self, predictions, batches):
     """Mergeable sums over this host's real examples (summed over hosts by
     train.py, then turned into metrics by `metrics_from_sums`)."""
-    if self.config.data.source == 'synthetic':
+    if self.builtin_data:
       return self._exact_match(predictions, batches)
     hypotheses, references = self.decode_texts(predictions, batches)
     sums = {'bleu': metrics.bleu_stats(hypotheses, references),

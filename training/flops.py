@@ -35,7 +35,10 @@ Training FLOPs of a step = 3 x `forward_flops` x batch. `tests/test_flops.py`
 checks this against XLA's own count (`cost_analysis()['flops']`) of the
 jitted train step.
 """
-import dataclasses
+import collections.abc
+
+import tasks
+from tasks.base import StepShape  # what the formulas count over
 
 # Dense bf16 matmul peak from the data sheets (no sparsity), FLOP/s, by a
 # substring of `jax.devices()[0].device_kind`. The order matters: the first
@@ -49,43 +52,38 @@ GPU_PEAK_BF16 = (
     ('V100', 125e12),     # fp16 tensor cores
 )
 
-FAMILIES = {
-    'seq2seq': 'encoder_decoder',
-    'causal_lm': 'decoder_lm',
-    'bert_pretraining': 'bert',
-    'classification': 'bert_classifier',
-    'extractive_qa': 'bert_qa',
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class StepShape:
-  """What one training example looks like to the network."""
-  source_len: int = 0      # encoder-decoder: S
-  target_len: int = 0      # encoder-decoder: T
-  seq_len: int = 0         # decoder LM and BERT: s
-  mlm_positions: int = 0   # BERT pre-training: MLM head rows (0: all s)
-
-  @property
-  def tokens(self) -> int:
-    """Token positions per example that the network reads (S + T or s)."""
-    return self.source_len + self.target_len + self.seq_len
+# The formulas of `forward_flops`; each task class names its own
+# (`Task.flops_family`) and its lengths (`Task.step_shape`).
+FORMULA_FAMILIES = ('encoder_decoder', 'decoder_lm', 'bert', 'bert_classifier',
+                    'bert_qa')
 
 
 def step_shape(config) -> StepShape:
   """The example shape a run of `config` trains on (padded lengths), the
   one the benchmark and the progress line count FLOPs and tokens for."""
-  data = config.data
-  if config.task == 'seq2seq':
-    if data.source == 'synthetic':
-      return StepShape(source_len=data.max_len, target_len=data.max_len)
-    return StepShape(source_len=data.max_input_length,
-                     target_len=data.max_target_length)
-  length = data.max_length
-  if config.task == 'bert_pretraining':
-    return StepShape(seq_len=length, mlm_positions=min(
-        data.max_predictions or length, length))
-  return StepShape(seq_len=length)
+  return tasks.task_class(config).step_shape(config)
+
+
+def family(config) -> str:
+  """The formula family of `forward_flops` for a run of `config`."""
+  return tasks.task_class(config).flops_family
+
+
+class _FamilyOfTask(collections.abc.Mapping):
+  """config.task -> FLOPs family, asked of the task classes; the table
+  that experiments/ scripts index as `FAMILIES[config.task]`."""
+
+  def __getitem__(self, name):
+    return tasks.class_named(name).flops_family
+
+  def __iter__(self):
+    return iter(tasks.NAMES)
+
+  def __len__(self):
+    return len(tasks.NAMES)
+
+
+FAMILIES = _FamilyOfTask()
 
 
 def _kv_width(model_cfg):
@@ -135,7 +133,7 @@ def forward_flops(model_cfg, family: str, shape: StepShape) -> int:
   if family == 'bert_qa':
     return stack + 2 * s * d * 2
   raise ValueError(f'unknown model family {family!r}; expected one of '
-                   f'{", ".join(sorted(set(FAMILIES.values())))}')
+                   f'{", ".join(sorted(FORMULA_FAMILIES))}')
 
 
 def train_flops(model_cfg, family: str, shape: StepShape,

@@ -53,7 +53,7 @@ def translate(run, lines, *, batch_size, beam_size=None, alpha=None):
                          beam_size, 1)
   decode.alpha = decode.alpha if alpha is None else alpha
   tokenizer, data = run.tokenizer, run.config.data
-  builtin = run.task.data.synthetic
+  builtin = run.task.builtin_data
   width = data.max_len if builtin else data.max_input_length
   sources = []
   for n, line in enumerate(lines, 1):
@@ -85,7 +85,7 @@ def generate(run, lines, *, batch_size, max_new_tokens, temperature=0.0,
     generate_fn = generation.generate_sliding
   elif model_cfg.position_embedding != 'learned':
     model_cfg = model_cfg.replace(max_len=max(model_cfg.max_len, needed))
-  stop_ids = () if run.task.data.synthetic else (tokenizer.eos_id,)
+  stop_ids = () if run.task.builtin_data else (tokenizer.eos_id,)
   sample = jax.jit(functools.partial(
       generate_fn, model_cfg, max_decode_len=needed,
       temperature=temperature, top_k=top_k, stop_ids=stop_ids,

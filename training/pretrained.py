@@ -15,12 +15,8 @@ import jax.numpy as jnp
 
 from errors import UserError
 from models import hf
+import tasks
 from training import run_config, saved_params
-
-# The network family of each config.task: weights move only within one.
-FAMILY = {'seq2seq': 'encoder-decoder', 'causal_lm': 'decoder LM',
-          'bert_pretraining': 'BERT', 'classification': 'BERT',
-          'extractive_qa': 'BERT'}
 
 
 def restore_pretrained(params, path: str, task: str | None = None):
@@ -39,8 +35,9 @@ def restore_pretrained(params, path: str, task: str | None = None):
 
 def check_init_from(path: str, task: str | None):
   """One line if `path` cannot seed a run of `task`: not a directory, or a
-  workdir whose run trained another network family. Cheap: train.py calls
-  it before touching its own workdir."""
+  workdir whose run trained another network family (each task class's
+  `checkpoint_family`: weights move only within one). Cheap: train.py
+  calls it before touching its own workdir."""
   if not os.path.isdir(path):
     raise UserError(f'config.init_from={path} is not a directory')
   if not is_workdir(path):
@@ -50,8 +47,8 @@ def check_init_from(path: str, task: str | None):
                       'config.json)')
     return
   saved = run_config.load_flat(path) or {}
-  theirs = FAMILY.get(saved.get('task'))
-  ours = FAMILY.get(task)
+  theirs = tasks.checkpoint_family(saved.get('task'))
+  ours = tasks.checkpoint_family(task)
   if theirs and ours and theirs != ours:
     raise UserError(
         f'config.init_from={path} holds a run of task {saved["task"]!r} '

@@ -22,7 +22,7 @@ class Progress:
     self.total = config.num_train_steps
     self.tokens_per_step = config.batch_size * shape.tokens
     self.flops_per_step = flops.train_flops(
-        model_cfg, flops.FAMILIES[config.task], shape, config.batch_size)
+        model_cfg, flops.family(config), shape, config.batch_size)
     self.peak = config.peak_flops_per_device * num_devices
     # An early estimate only where the first log line is still far off.
     self.early = config.log_every > 2 * EARLY_STEPS

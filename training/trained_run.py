@@ -73,7 +73,7 @@ def export_run(run: TrainedRun, output: str) -> list[str]:
     files = hf.export_hf_checkpoint(
         run.task.model_config, run.params, run.task.model_name, output,
         **_token_ids(run))
-    if not run.task.data.synthetic:
+    if not run.task.builtin_data:
       files += tokenizers.save_for_transformers(
           run.config.tokenizer, run.workdir, output,
           run.task.model_config.max_len)
