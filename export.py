@@ -23,7 +23,6 @@ import os
 from cli import command
 from cli import flags as cli_flags
 from errors import UserError
-from models import hf
 from training import trained_run
 
 
@@ -44,7 +43,7 @@ def export_and_print(output: str | None):
   check_output(output, cli_flags.WORKDIR.value)
   run = cli_flags.trained_run_of_flags()
   files = trained_run.export_run(run, output)
-  arch = hf.architecture(run.task.model_config, run.task.model_name)
+  arch = run.task.export_architecture()
   note = ' (built-in data: no tokenizer)' if run.task.builtin_data else ''
   print(f'{arch} from checkpoint(s) {", ".join(map(str, run.steps))} -> '
         f'{os.path.abspath(output)}: {", ".join(files)}{note}')

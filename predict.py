@@ -7,9 +7,9 @@ r"""Predictions of a trained workdir: one output line per input line.
   python predict.py --workdir=/tmp/bert_qa --input=questions.jsonl
   python predict.py --workdir=/tmp/bert_cls < sentences.txt
 
-The mode follows the run's config.task, with its own tokenizer and config
-(training/prediction.py: seq2seq, causal_lm, extractive_qa, classification,
-each line's format there); causal_lm is greedy with --temperature=0, else
+The mode is the one the run's task names (its predict_mode), with its own
+tokenizer and config (training/prediction.py: translate, generate, answer,
+classify, each line's format there); causal_lm is greedy with --temperature=0, else
 sampled with --top_k / --top_p and --seed.
 """
 import os
@@ -79,12 +79,12 @@ def check_output(path: str):
     raise UserError(f'--output={path}: directory {parent} does not exist')
 
 
-def _options(task: str) -> dict:
-  """The flags that the mode of `task` takes."""
+def _options(mode: str | None) -> dict:
+  """The flags that `mode` (training/prediction.MODES) takes."""
   options = dict(batch_size=_BATCH_SIZE.value)
-  if task == 'seq2seq':
+  if mode == 'translate':
     options.update(beam_size=_BEAM_SIZE.value, alpha=_ALPHA.value)
-  elif task == 'causal_lm':
+  elif mode == 'generate':
     options.update(max_new_tokens=_MAX_NEW_TOKENS.value,
                    temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
                    top_p=_TOP_P.value, seed=_SEED.value)
@@ -105,7 +105,8 @@ def predict_and_write(output: str):
     raise UserError('--inputs_per_batch must be >= 1 and --max_new_tokens '
                     '>= 0')
   run = cli_flags.trained_run_of_flags(_with_start_text)
-  outputs = prediction.predict_lines(run, lines, **_options(run.config.task))
+  outputs = prediction.predict_lines(run, lines,
+                                      **_options(run.task.predict_mode))
   text = ''.join(o + '\n' for o in outputs)
   if output == '-':
     sys.stdout.write(text)

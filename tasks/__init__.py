@@ -2,6 +2,15 @@
 
 The interface is `tasks.base.Task`; one module per task family. `get_task`
 builds the one that `config.task` names.
+
+Adding a task is one module and one line in `_TASKS`. Its Task subclass
+defines `model_name`, `checkpoint_family` (init_from), `flops_family` (a
+training/flops.FORMULA_FAMILIES formula), `predict_mode` (a key of
+training/prediction.MODES, or None), `make_data`, `loss_sums`, `predict`
+and `score`; and, where the defaults of tasks/base.py do not fit it,
+`step_shape`, `row_lengths`, `export_token_ids` and the metric names.
+tests/test_task_registry.py walks `_TASKS` and fails for a task that
+leaves a question unanswered.
 """
 import importlib
 

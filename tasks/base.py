@@ -7,34 +7,22 @@ abstract methods; model building and initialisation are shared here.
 
 Besides its methods, a task class answers, without being built, what other
 modules would otherwise look up by config.task: `checkpoint_family` (which
-runs' weights may seed it through config.init_from) and `flops_family`
-with `step_shape(config)` (training/flops.py's formula and lengths).
+runs' weights may seed it through config.init_from), `flops_family`
+with `step_shape(config)` (training/flops.py's formula and lengths) and
+`predict_mode` (predict.py's reading of input lines); a built task adds
+its export facts (`export_architecture`, `export_token_ids`).
 """
 import abc
-import dataclasses
 
 import jax.numpy as jnp
 
 from errors import UserError
 from input_data.task_data import TaskData, reads_builtin_data
-from models import registry
+from models import hf, registry
 from models.config import model_config_from
+import tasks  # the registry, for the family of a saved run
 from training import pretrained, run_config
-
-
-@dataclasses.dataclass(frozen=True)
-class StepShape:
-  """What one training example looks like to the network (its padded
-  lengths): what training/flops.py counts FLOPs and tokens over."""
-  source_len: int = 0      # encoder-decoder: S
-  target_len: int = 0      # encoder-decoder: T
-  seq_len: int = 0         # decoder LM and BERT: s
-  mlm_positions: int = 0   # BERT pre-training: MLM head rows (0: all s)
-
-  @property
-  def tokens(self) -> int:
-    """Token positions per example that the network reads (S + T or s)."""
-    return self.source_len + self.target_len + self.seq_len
+from training.flops import StepShape
 
 
 class Task(abc.ABC):
@@ -50,6 +38,10 @@ class Task(abc.ABC):
   checkpoint_family: str
   # The training/flops.py formula that counts this network's matmuls.
   flops_family: str
+  # predict.py's mode (a key of training/prediction.MODES): how an input
+  # line becomes model inputs and a prediction an output line; None where
+  # the task predicts nothing a line could ask for.
+  predict_mode: str | None
 
   def __init__(self, config):
     self.config = config
@@ -89,10 +81,21 @@ class Task(abc.ABC):
     network family, or one that read its text with another tokenizer.
     Cheap, and before anything is written to `workdir`."""
     path = self.config.init_from
-    pretrained.check_init_from(path, self.config.task)
+    pretrained.check_init_from(path)
     if pretrained.is_workdir(path):
-      self.data.check_same_tokenizer(path, run_config.load_flat(path) or {},
-                                     workdir)
+      saved = run_config.load_flat(path) or {}
+      self.check_same_family(path, saved.get('task'))
+      self.data.check_same_tokenizer(path, saved, workdir)
+
+  def check_same_family(self, path: str, saved_task: str | None):
+    """One line if the run in workdir `path` trained task `saved_task` of
+    another `checkpoint_family`: weights move only within one."""
+    theirs = tasks.checkpoint_family(saved_task)
+    if theirs and theirs != self.checkpoint_family:
+      raise UserError(
+          f'config.init_from={path} holds a run of task {saved_task!r} '
+          f'({theirs}), but this run trains task {self.config.task!r} '
+          f'({self.checkpoint_family}): weights move only within one family')
 
   def row_lengths(self) -> dict[str, int]:
     """The longest rows the config feeds the network, by the config field
@@ -114,6 +117,16 @@ class Task(abc.ABC):
             f'config.model.max_len={cfg.max_len} ({cfg.position_embedding} '
             f'positions) holds only {cfg.max_len}: raise config.model.max_len'
             ' or shorten the rows')
+
+  # Export (export.py) -------------------------------------------------------
+  def export_architecture(self) -> str:
+    """The transformers class an export of this run is (models/hf/'s
+    converter for the network); ExportError, one line, where none fits."""
+    return hf.architecture(self.model_config, self.model_name)
+
+  def export_token_ids(self, tokenizer) -> dict:
+    """The special ids config.json names (built-in data: its own ids)."""
+    return dict(pad_token_id=tokenizer.pad_id)
 
   # Loss and predictions ----------------------------------------------------
   @abc.abstractmethod

@@ -13,8 +13,9 @@ import numpy as np
 
 from input_data import pipelines, synthetic
 from input_data.task_data import TaskData
-from tasks.base import BertTask, StepShape, example_weights
+from tasks.base import BertTask, example_weights
 from training import losses
+from training.flops import StepShape
 
 
 class BertPretrainingTask(BertTask):
@@ -25,6 +26,7 @@ class BertPretrainingTask(BertTask):
   """
   model_name = 'bert_pretraining'
   flops_family = 'bert'  # training/flops.py: pre-training's MLM + NSP heads
+  predict_mode = None  # masked tokens are no text a user writes
 
   def make_data(self):
     cfg, length = self.model_config, self.config.data.max_length

@@ -19,6 +19,7 @@ class CausalLMTask(Task):
   model_name = 'decoder_lm'
   checkpoint_family = 'decoder LM'
   flops_family = 'decoder_lm'
+  predict_mode = 'generate'
 
   @property
   def length(self) -> int:
@@ -51,6 +52,9 @@ class CausalLMTask(Task):
       raise UserError(f'config.decode.start_text={text!r} is {len(ids)} '
                       'tokens; it must be exactly one')
     return ids[0]
+
+  def export_token_ids(self, tokenizer):
+    return dict(bos_token_id=self.bos_id, eos_token_id=tokenizer.eos_id)
 
   # Loss --------------------------------------------------------------------
   def loss_sums(self, params, batch, rng, train: bool):

@@ -15,6 +15,7 @@ class ClassificationTask(BertTask):
   """
   model_name = 'bert_classifier'
   flops_family = 'bert_classifier'
+  predict_mode = 'classify'
 
   @property
   def regression(self) -> bool:

@@ -37,6 +37,7 @@ class ExtractiveQATask(BertTask):
   """
   model_name = 'bert_qa'
   flops_family = 'bert_qa'
+  predict_mode = 'answer'
 
   def make_data(self):
     cfg, length = self.model_config, self.config.data.max_length

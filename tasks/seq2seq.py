@@ -17,8 +17,9 @@ from errors import UserError
 from input_data import pipelines, synthetic
 from input_data.task_data import TaskData, reads_builtin_data
 from models.encoder_decoder import output_table
-from tasks.base import StepShape, Task
+from tasks.base import Task
 from training import losses, metrics
+from training.flops import StepShape
 
 # Packed batches (input_data/packing.py) -> keyword arguments of EncoderDecoder.
 _PACKING_INPUTS = {'inputs_position': 'inputs_positions',
@@ -33,6 +34,7 @@ class Seq2SeqTask(Task):
   model_name = 'encoder_decoder'
   checkpoint_family = 'encoder-decoder'
   flops_family = 'encoder_decoder'
+  predict_mode = 'translate'
   eos_id = synthetic.EOS  # and the tokenizer's (checked in `tokenizer`)
 
   def make_data(self):
@@ -57,6 +59,9 @@ class Seq2SeqTask(Task):
       return StepShape(source_len=data.max_len, target_len=data.max_len)
     return StepShape(source_len=data.max_input_length,
                            target_len=data.max_target_length)
+
+  def export_token_ids(self, tokenizer):
+    return dict(eos_token_id=tokenizer.eos_id)  # padding is 0 by design
 
   def target_length(self) -> int:
     data = self.config.data

@@ -178,8 +178,8 @@ def test_init_from_copies_every_parameter(checkpoint):
   _, _, path = checkpoint
   cfg, imported, _ = huggingface.load_hf_checkpoint(path)
   fresh = registry.init_params('encoder_decoder', cfg, jax.random.key(0))
-  pretrained.check_init_from(path, 'seq2seq')
-  restored = pretrained.restore_pretrained(fresh, path, 'seq2seq')
+  pretrained.check_init_from(path)
+  restored = pretrained.restore_pretrained(fresh, path)
   jax.tree.map(np.testing.assert_array_equal, restored, imported)
 
 

@@ -81,7 +81,7 @@ def initial_state(task, optimizer, config, dp) -> TrainState:
                    jax.random.key(config.seed))
   if config.init_from:
     params = dp.init(lambda p: p, pretrained.restore_pretrained(
-        params, config.init_from, config.task))
+        params, config.init_from))
   return TrainState(step=jnp.array(0, jnp.int32), params=params,
                     opt_state=dp.init(optimizer.init, params))
 
@@ -191,7 +191,7 @@ class TrainLoop:
   def run(self, state, train_iter, start: int, stop: int) -> TrainResult:
     config, total = self.config, self.config.num_train_steps
     rng = jax.random.key(config.seed + 1)
-    progress = progress_lib.Progress(config, self.task.model_config,
+    progress = progress_lib.Progress(config, self.task,
                                      self.dp.num_devices, start)
     train_metrics, eval_metrics = {}, {}
     self.pending_from = start + 1

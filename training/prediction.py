@@ -1,12 +1,14 @@
 """Predictions of a trained run: one output line per input line, by the
-mode of the run's config.task (predict.py's library).
+mode its task names (`Task.predict_mode`; predict.py's library).
 
-  seq2seq: a source text -> its translation or summary (beam search).
-  causal_lm: a prompt -> its continuation (greedy, or sampled).
-  extractive_qa: a JSON object {"question": ..., "context": ...} -> the
-    answer span of the context.
-  classification: a sentence (a tab-separated pair if the run used pairs)
-    -> the class and its probability, tab-separated (regression: the value).
+  translate (seq2seq): a source text -> its translation or summary (beam
+    search).
+  generate (causal_lm): a prompt -> its continuation (greedy, or sampled).
+  answer (extractive_qa): a JSON object {"question": ..., "context": ...}
+    -> the answer span of the context.
+  classify (classification): a sentence (a tab-separated pair if the run
+    used pairs) -> the class and its probability, tab-separated
+    (regression: the value).
 Runs on built-in data take and give token ids as numbers ('5 9 7').
 Newlines inside an output are written as '\\n' to keep one line per input.
 """
@@ -20,6 +22,7 @@ import numpy as np
 from decoding import generation
 from errors import UserError
 from input_data import pipelines, squad_features
+import tasks
 
 
 def _one_line(text: str) -> str:
@@ -176,15 +179,17 @@ def classify(run, lines, *, batch_size):
   return outputs
 
 
-MODES = {'seq2seq': translate, 'causal_lm': generate,
-         'extractive_qa': answer, 'classification': classify}
+MODES = {'translate': translate, 'generate': generate, 'answer': answer,
+         'classify': classify}
 
 
 def predict_lines(run, lines: list[str], **options) -> list[str]:
-  """One output per input line, by the mode of the run's config.task;
+  """One output per input line, by the mode the run's task names;
   `options` are the mode's keyword arguments (batch_size, beam_size...)."""
-  mode = MODES.get(run.config.task)
+  mode = run.task.predict_mode
   if mode is None:
+    served = [name for name in tasks.NAMES
+              if tasks.class_named(name).predict_mode]
     raise UserError(f"config.task={run.config.task!r}: predict serves "
-                    f'{", ".join(MODES)}')
-  return [_one_line(text) for text in mode(run, lines, **options)]
+                    f'{", ".join(served)}')
+  return [_one_line(text) for text in MODES[mode](run, lines, **options)]

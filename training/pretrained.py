@@ -15,17 +15,13 @@ import jax.numpy as jnp
 
 from errors import UserError
 from models import hf
-import tasks
 from training import run_config, saved_params
 
 
-def restore_pretrained(params, path: str, task: str | None = None):
-  """Returns `params` with every matching entry replaced from `path`.
-
-  `task` (config.task of the run) is checked against the family of a
-  workdir's run, so that an encoder-decoder never seeds a BERT model.
-  """
-  check_init_from(path, task)
+def restore_pretrained(params, path: str):
+  """Returns `params` with every matching entry replaced from `path`
+  (whose family the run's task has checked: `Task.check_init_from`)."""
+  check_init_from(path)
   if not is_workdir(path):
     return restore_hf_checkpoint(params, path)
   # The same matching as for Hugging Face checkpoints: by path, scanned or
@@ -33,27 +29,18 @@ def restore_pretrained(params, path: str, task: str | None = None):
   return merge_pretrained(params, load_workdir_params(path), path)
 
 
-def check_init_from(path: str, task: str | None):
-  """One line if `path` cannot seed a run of `task`: not a directory, or a
-  workdir whose run trained another network family (each task class's
-  `checkpoint_family`: weights move only within one). Cheap: train.py
-  calls it before touching its own workdir."""
+def check_init_from(path: str):
+  """One line if `path` cannot seed a run: not a directory, or neither a
+  workdir nor a Hugging Face directory. Cheap: train.py calls it (through
+  `Task.check_init_from`, which adds the task's family rule) before
+  touching its own workdir."""
   if not os.path.isdir(path):
     raise UserError(f'config.init_from={path} is not a directory')
-  if not is_workdir(path):
-    if not os.path.exists(os.path.join(path, 'config.json')):
-      raise UserError(f'config.init_from={path} is neither a workdir (no '
-                      'checkpoints/) nor a Hugging Face directory (no '
-                      'config.json)')
-    return
-  saved = run_config.load_flat(path) or {}
-  theirs = tasks.checkpoint_family(saved.get('task'))
-  ours = tasks.checkpoint_family(task)
-  if theirs and ours and theirs != ours:
-    raise UserError(
-        f'config.init_from={path} holds a run of task {saved["task"]!r} '
-        f'({theirs}), but this run trains task {task!r} ({ours}): weights '
-        'move only within one family')
+  if not is_workdir(path) and not os.path.exists(
+      os.path.join(path, 'config.json')):
+    raise UserError(f'config.init_from={path} is neither a workdir (no '
+                    'checkpoints/) nor a Hugging Face directory (no '
+                    'config.json)')
 
 
 def is_workdir(path: str) -> bool:

@@ -17,12 +17,12 @@ EARLY_STEPS = 5  # timed steps before the first estimate of the time left
 class Progress:
   """Times the steps of one leg of a run."""
 
-  def __init__(self, config, model_cfg, num_devices: int, start: int):
-    shape = flops.step_shape(config)
+  def __init__(self, config, task, num_devices: int, start: int):
+    shape = task.step_shape(config)
     self.total = config.num_train_steps
     self.tokens_per_step = config.batch_size * shape.tokens
     self.flops_per_step = flops.train_flops(
-        model_cfg, flops.family(config), shape, config.batch_size)
+        task.model_config, task.flops_family, shape, config.batch_size)
     self.peak = config.peak_flops_per_device * num_devices
     # An early estimate only where the first log line is still far off.
     self.early = config.log_every > 2 * EARLY_STEPS

@@ -56,23 +56,13 @@ def load(workdir: str, config, *, step: int | None = None,
   return TrainedRun(workdir, config, task, restored.params, restored.steps)
 
 
-def _token_ids(run: TrainedRun) -> dict:
-  """Special ids for config.json (built-in data: its own)."""
-  tokenizer = run.tokenizer
-  if run.task.model_name == 'decoder_lm':
-    return dict(bos_token_id=run.task.bos_id, eos_token_id=tokenizer.eos_id)
-  if run.task.model_name == 'encoder_decoder':  # padding is 0 by design
-    return dict(eos_token_id=tokenizer.eos_id)
-  return dict(pad_token_id=tokenizer.pad_id)
-
-
 def export_run(run: TrainedRun, output: str) -> list[str]:
   """Writes the run's model and tokenizer to `output` in the Hugging Face
   layout (models/hf/); the file names."""
   try:
     files = hf.export_hf_checkpoint(
         run.task.model_config, run.params, run.task.model_name, output,
-        **_token_ids(run))
+        **run.task.export_token_ids(run.tokenizer))
     if not run.task.builtin_data:
       files += tokenizers.save_for_transformers(
           run.config.tokenizer, run.workdir, output,
