@@ -57,7 +57,8 @@ import os
 
 from configs import bert_sizes
 from configs.base_config import base_config, model_config, parse_options
-from configs.bert_pretraining import SST2_HELDOUT_EXAMPLES, minilm_vocab
+from configs.bert_pretraining import (SST2_HELDOUT_EXAMPLES, minilm_vocab,
+                                      sst2_files)
 from errors import UserError
 
 _TASKS = {'classification': 'classification', 'qa': 'extractive_qa'}
@@ -154,16 +155,10 @@ def _label_budget(config, labels: str, data: str):
 
 
 def _sst2(data):
-  """GLUE SST-2 from $DATA_DIR/sst2 ({train,dev}.tsv); dev is the eval."""
-  data.source = 'files'
-  data.data_dir = os.environ.get('DATA_DIR', '')  # shared/data
-  data.format = 'tsv'
-  data.file_pattern = 'sst2/{split}.tsv'
-  data.train_split = 'train'
+  """GLUE SST-2 with its labels; dev is the eval."""
+  sst2_files(data)
   data.eval_split = 'dev'
-  data.text_key = 'sentence'
   data.label_key = 'label'
-  data.max_length = 66
 
 
 def _squad_dev_split(data):

@@ -98,15 +98,21 @@ def _sst2_text(data):
   2,000 held out) is kept: its held-out sentences are the eval here, and
   neither dev text nor any label is read.
   """
+  sst2_files(data)
+  data.eval_split = 'heldout'
+  data.heldout_examples = SST2_HELDOUT_EXAMPLES
+  data.document_boundary = 'blank_line'
+  data.nsp = False
+  data.max_predictions = 10
+
+
+def sst2_files(data):
+  """GLUE SST-2 from $DATA_DIR/sst2 ({train,dev}.tsv): its sentences, and
+  rows as long as its longest one; configs/bert_finetune.py reads it too."""
   data.source = 'files'
   data.data_dir = os.environ.get('DATA_DIR', '')  # shared/data
   data.format = 'tsv'
   data.file_pattern = 'sst2/{split}.tsv'
   data.text_key = 'sentence'
   data.train_split = 'train'
-  data.eval_split = 'heldout'
-  data.heldout_examples = SST2_HELDOUT_EXAMPLES
-  data.document_boundary = 'blank_line'
-  data.nsp = False
-  data.max_length = 66       # the longest SST-2 sentence, as fine-tuning
-  data.max_predictions = 10
+  data.max_length = 66
