@@ -544,3 +544,13 @@ def test_progress_line_has_tokens_mfu_and_an_early_time_left(tmp_path,
   assert float(fields['tokens/s'].replace(',', '')) == pytest.approx(
       steps_per_s * 8 * 24, rel=0.02)
   assert 'MFU ' in last and 'left' in last
+
+
+def test_a_checkpoint_timeout_under_a_second_saves(tmp_path):
+  """orbax takes whole seconds > 0: 0.5 s was passed as 0 and crashed it."""
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=1,
+                                            timeout_s=0.5)
+  checkpointer.save(3, {'w': jnp.arange(4.0)}, {'position': 1})
+  checkpointer.wait()
+  assert os.path.exists(tmp_path / 'checkpoints' / '3' / checkpointing.MANIFEST)
+  checkpointer.manager.close()

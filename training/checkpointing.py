@@ -10,6 +10,7 @@ training/saved_params.py reads only the parameters of a finished run.
 """
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -130,7 +131,7 @@ class Checkpointer:
         # background, a failure there left orbax's other threads waiting
         # five minutes for a signal that never came.
         async_options=ocp.AsyncOptions(
-            timeout_secs=int(timeout_s),
+            timeout_secs=max(1, math.ceil(timeout_s)),  # orbax: whole s > 0
             create_directories_asynchronously=False))
     try:
       os.makedirs(self.directory, exist_ok=True)
