@@ -305,9 +305,9 @@ def bert_pretraining_batches(data_config: ml_collections.ConfigDict,
   cap), whole_word_masking, nsp, next_sentence_prob, + module docstring.
   Pairs (nsp=True): a line and its true next line, or a random line of
   another document (mlm_masking); nsp=False: each line alone, [CLS] line
-  [SEP], and nsp_labels 0. Masks are redrawn each epoch (the per-example generator
-  depends on the position in the repeated stream) and are the same after a
-  restore.
+  [SEP], and nsp_labels 0. Masks are redrawn each epoch (the per-example
+  generator depends on the position in the repeated stream) and are the
+  same after a restore.
   Batch: input_ids, token_type_ids, attention_mask, mlm_targets [b, L]
   int32, mlm_weights [b, L] float32, nsp_labels [b] int32.
   """
