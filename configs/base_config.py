@@ -130,11 +130,11 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   data = ml_collections.ConfigDict()
   data.source = 'synthetic'        # 'synthetic' (from the seed) or 'files'
   data.num_eval_examples = 1000    # synthetic: held-out examples
-  # Synthetic seq2seq (input_data/synthetic.py): 'reverse', 'sort', 'copy'
-  # of min_len..max_len tokens.
-  data.task = 'reverse'
-  data.min_len = 4
-  data.max_len = 12
+  # Built-in seq2seq data (input_data/synthetic.py): 'reverse', 'sort' or
+  # 'copy' a sequence of synthetic_min_len..synthetic_max_len tokens.
+  data.synthetic_task = 'reverse'
+  data.synthetic_min_len = 4
+  data.synthetic_max_len = 12
   # Files (input_data/text_sources.load_split).
   data.data_dir = ''               # never hard-coded: configs use $DATA_DIR
   data.format = 'lines'            # lines|text|parallel|tsv|csv|jsonl|squad|hf
@@ -166,7 +166,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   data.max_length = 128            # LM / BERT rows
   data.max_input_length = 64       # seq2seq source
   data.max_target_length = 64      # seq2seq target
-  # Pipeline (input_data/pipelines.py).
+  # Pipeline (input_data/pipelines.py, batching.py).
   data.overlong = 'truncate'       # training rows too long: truncate|drop
   data.packing = False             # several examples per row (seq2seq, LM)
   data.num_epochs = None           # None: repeat forever
@@ -217,7 +217,8 @@ _AT_LEAST = {
     'average_last_checkpoints': 0, 'loss_chunk_length': 0, 'num_devices': 0,
     'optimizer.warmup_steps': 0,
     'decode.beam_size': 0, 'decode.max_decode_len': 0,
-    'data.num_eval_examples': 1, 'data.min_len': 1, 'data.max_len': 1,
+    'data.num_eval_examples': 1, 'data.synthetic_min_len': 1,
+    'data.synthetic_max_len': 1,
     'data.max_examples': 0, 'data.heldout_examples': 0,
     'data.train_examples': 0, 'data.max_length': 1,
     'data.max_input_length': 1, 'data.max_target_length': 1,
@@ -275,9 +276,11 @@ def validate(config, num_devices: int | None = None):
     if _get(config, name) not in choices:
       raise UserError(f'config.{name}={_get(config, name)!r} is not one of '
                        f'{", ".join(choices)}')
-  if config.data.max_len < config.data.min_len:
-    raise UserError(f'config.data.max_len={config.data.max_len} is below '
-                     f'config.data.min_len={config.data.min_len}')
+  data = config.data
+  if data.synthetic_max_len < data.synthetic_min_len:
+    raise UserError(
+        f'config.data.synthetic_max_len={data.synthetic_max_len} is below '
+        f'config.data.synthetic_min_len={data.synthetic_min_len}')
   if not _is_real(config.decode.alpha):
     raise UserError(f'config.decode.alpha={config.decode.alpha!r} must be '
                      'finite')

@@ -25,9 +25,9 @@ def get_config():
       vocab_size=32, d_model=64, num_heads=4, d_ff=256, num_layers=2,
       dropout_rate=0.0, max_len=32)
   config.data.source = 'synthetic'
-  config.data.task = 'reverse'     # 'reverse', 'sort' or 'copy'
-  config.data.min_len = 4
-  config.data.max_len = 12
+  config.data.synthetic_task = 'reverse'     # 'reverse', 'sort' or 'copy'
+  config.data.synthetic_min_len = 4
+  config.data.synthetic_max_len = 12
   config.data.num_eval_examples = 1000
 
   config.batch_size = 64

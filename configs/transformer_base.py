@@ -15,9 +15,9 @@ def get_config():
       vocab_size=37000, d_model=512, num_heads=8, d_ff=2048, num_layers=6,
       dropout_rate=0.1, max_len=256)
   config.data.source = 'synthetic'
-  config.data.task = 'reverse'
-  config.data.min_len = 8
-  config.data.max_len = 64
+  config.data.synthetic_task = 'reverse'
+  config.data.synthetic_min_len = 8
+  config.data.synthetic_max_len = 64
   config.data.num_eval_examples = 256
   config.num_train_steps = 100000
   config.optimizer.learning_rate = 512 ** -0.5 * 4000 ** -0.5  # eq. 3 peak

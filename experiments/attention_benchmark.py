@@ -45,7 +45,9 @@ import jax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import benchmark  # pylint: disable=g-import-not-at-top
-from tasks import get_task  # benchmark.py put the repository on the path
+from cli import command  # benchmark.py put the repository on the path
+from errors import UserError
+from tasks import get_task
 from training import flops
 
 FLAGS = flags.FLAGS
@@ -91,7 +93,7 @@ def base(config):
   """The config every row starts from: a causal LM without attention
   dropout (blockwise has none), 1 layer of width 32 with --quick."""
   if config.task != 'causal_lm':
-    raise ValueError(f'--config has task {config.task!r}; this benchmark '
+    raise UserError(f'--config has task {config.task!r}; this benchmark '
                      'times the causal LM (causal_lm)')
   config = copy.deepcopy(config)
   config.model.attention_dropout_rate = 0.0
@@ -132,7 +134,7 @@ def run(config, steps: int, warmup: int) -> dict:
 
 def model_flops(config) -> float:
   return flops.train_flops(get_task(config).model_config, 'decoder_lm',
-                           flops.step_shape(config), config.batch_size)
+                           benchmark.step_shape(config), config.batch_size)
 
 
 def mib(n) -> str:
@@ -242,4 +244,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  command.run(lambda argv: command.reporting_user_errors(lambda: main(argv)))

@@ -73,9 +73,12 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from cli import command
 from cli import flags as cli_flags  # pylint: disable=g-import-not-at-top
 from decoding import generation
+from errors import UserError
 from tasks import get_task
+from tasks import task_class
 from training import flops, loop, optimizers, parallel
 from training import steps as train_steps
 
@@ -216,7 +219,7 @@ def apply_shapes(config, batch_size: int, seq_len: int):
   if seq_len:
     if config.task == 'seq2seq':
       if config.data.source == 'synthetic':
-        config.data.max_len = seq_len
+        config.data.synthetic_max_len = seq_len
       else:
         config.data.max_input_length = seq_len
         config.data.max_target_length = seq_len
@@ -225,7 +228,15 @@ def apply_shapes(config, batch_size: int, seq_len: int):
   return config
 
 
-step_shape = flops.step_shape  # one count for the benchmark and train.py
+def step_shape(config) -> flops.StepShape:
+  """The task's padded example (`Task.step_shape`), as train.py counts it."""
+  return task_class(config).step_shape(config)
+
+
+def model_flops_per_step(model_cfg, config, batch_size: int) -> float:
+  """training/flops.py's count of one training step, by the task's family."""
+  return flops.train_flops(model_cfg, task_class(config).flops_family,
+                           step_shape(config), batch_size)
 
 
 def shape_text(shape: flops.StepShape) -> str:
@@ -254,7 +265,7 @@ def synthetic_batch(config, batch_size: int, seed: int = 0) -> dict:
             'attention_mask': np.ones((batch_size, s), np.int32),
             'mlm_targets': ids(s), 'mlm_weights': masked.astype(np.float32),
             'nsp_labels': rng.integers(0, 2, batch_size, dtype=np.int32)}
-  raise ValueError(f'no synthetic batch for config.task={config.task!r}')
+  raise UserError(f'no synthetic batch for config.task={config.task!r}')
 
 
 # ------------------------------------------------------------- training --
@@ -321,8 +332,7 @@ def time_training(config, *, steps: int, warmup: int, peak: float,
   step_s = statistics.median(times)
   model_cfg = task.model_config
   shape = step_shape(config)
-  model_flops = flops.train_flops(model_cfg, flops.FAMILIES[config.task],
-                                  shape, config.batch_size)
+  model_flops = model_flops_per_step(model_cfg, config, config.batch_size)
   if paired_peak:  # MFU of each step against the matmul right after it
     mfu = statistics.median(model_flops / t / p for t, p in zip(times, peaks))
     peak = statistics.median(peaks)
@@ -469,7 +479,7 @@ def torch_model(config):
         resid_pdrop=cfg.dropout_rate, embd_pdrop=cfg.dropout_rate,
         attn_pdrop=cfg.attention_dropout_rate,
         layer_norm_epsilon=cfg.layer_norm_epsilon))
-  raise ValueError(f'no PyTorch model for config.task={config.task!r}')
+  raise UserError(f'no PyTorch model for config.task={config.task!r}')
 
 
 def _torch_seq2seq_class():
@@ -643,7 +653,7 @@ def side_by_side(config, peak: float, paired_peak, out) -> tuple:
   notes = []
   if _OWN_PROCESSES.value:
     if _ROUNDS.value < 1:
-      raise ValueError(f'--rounds={_ROUNDS.value}: must be at least 1')
+      raise app.UsageError(f'--rounds={_ROUNDS.value}: must be at least 1')
     rounds = {label: [] for label in factories}
     for _ in range(_ROUNDS.value):
       for label in factories:
@@ -683,7 +693,7 @@ def time_one_contestant(config, peak: float, paired_peak):
   """The child's side of --own_processes."""
   factories = contestants(config)
   if _CONTESTANT.value not in factories:
-    raise ValueError(f'--contestant={_CONTESTANT.value!r}: not one of '
+    raise app.UsageError(f'--contestant={_CONTESTANT.value!r}: not one of '
                      f'{sorted(factories)}')
   label = _CONTESTANT.value
   result = interleave({label: factories[label]()}, config, peak,
@@ -728,9 +738,8 @@ def interleave(runners: dict, config, peak: float, paired_peak) -> dict:
       if paired_peak:
         peaks[label].append(paired_peak())
   shape = step_shape(config)
-  model_flops = flops.train_flops(task_model_config(config),
-                                  flops.FAMILIES[config.task], shape,
-                                  config.batch_size)
+  model_flops = model_flops_per_step(task_model_config(config), config,
+                                     config.batch_size)
   results = {}
   for label, (_, fixed) in runners.items():
     step_s = statistics.median(times[label])
@@ -846,7 +855,7 @@ def main(argv):
                     'of 3 such dots')
   cfg = task_model_config(config)
   shape = step_shape(config)
-  family = flops.FAMILIES[config.task]
+  family = task_class(config).flops_family
   machine = (jax.devices()[0].device_kind if on_gpu() else cpu_description())
   out(f'\n{config.task} ({family}): {cfg.num_layers} layers, d_model '
       f'{cfg.d_model}, d_ff {cfg.d_ff}, heads {cfg.num_heads}, vocab '
@@ -916,4 +925,4 @@ def decode_rows(config, out, with_torch: bool):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  command.run(lambda argv: command.reporting_user_errors(lambda: main(argv)))

@@ -44,6 +44,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run as a script: the repository's packages
+from errors import UserError  # pylint: disable=wrong-import-position
+
 CURVES_DIR = os.path.join(REPO, 'experiments', 'curves')
 
 
@@ -66,7 +69,7 @@ class Curve:
 # The rounding probe: the same model and data with another matmul kernel
 # for the backward dots (models/fast_dots.py or XLA's), so the same
 # arithmetic rounded differently, as another CPU or XLA version rounds it.
-ROUNDING_PROBE = {'model.cpu_bf16_dots': False}
+ROUNDING_PROBE = {'model.cpu_fast_dots': False}
 
 CURVES = {
     'default': Curve(
@@ -130,8 +133,11 @@ def load_config(curve: Curve, extra: dict):
     for part in parents:
       node = node[part]
     if leaf not in node:
-      raise ValueError(f'--override {dotted}: no such config field')
-    node[leaf] = value
+      raise UserError(f'--override {dotted}: no such config field')
+    try:
+      node[leaf] = value
+    except TypeError as e:  # ml_collections refuses a value of another type
+      raise UserError(f'--override {dotted}={value!r}: {e}') from e
   return config
 
 
@@ -393,7 +399,7 @@ def main(argv=None) -> int:
     begin = time.time()
     try:
       losses = run_prefix(curve, extra)
-    except (ValueError, TypeError) as e:  # a bad --override
+    except UserError as e:  # a bad --override, or a config train.py refuses
       print(f'error: {name} ({curve.config}): {e}', file=sys.stderr)
       return 2
     failures = compare(name, curve, recorded, losses)

@@ -11,6 +11,7 @@ if the run reported any.
 import argparse
 import json
 import os
+import sys
 
 import matplotlib
 matplotlib.use('Agg')  # files only: no display
@@ -24,7 +25,7 @@ def read_records(path: str) -> list[dict]:
   with open(path, encoding='utf-8') as f:
     records = [json.loads(line) for line in f if line.strip()]
   if not records:
-    raise ValueError(f'{path} holds no records')
+    sys.exit(f'error: {path} holds no records')
   return records
 
 

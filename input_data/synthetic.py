@@ -2,7 +2,7 @@
 
 Seq2seq: sources are variable-length token sequences (ids 2..vocab-1; 0 is
 padding, 1 is EOS); targets are the source reversed, sorted or copied, then
-EOS (`config.data.task`).
+EOS (`config.data.synthetic_task`).
 
 LM and BERT: every row is built from arithmetic progressions over the
 ordinary tokens (x_t = x_0 + t * step, wrapping around), so each task is
@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from errors import UserError
-from input_data import mlm_masking, pipelines
+from input_data import batching, mlm_masking
 
 PAD, SEP, CLS, MASK = 0, 1, 2, 3
 FIRST_TOKEN = 4
@@ -34,18 +34,21 @@ _SEQ2SEQ_TRANSFORMS = {
 
 
 def seq2seq_rows(rng, count: int, data_cfg, vocab_size: int) -> dict:
-  """inputs [count, max_len], targets [count, max_len + 1] int32: the
-  source transformed by `data_cfg.task`, then EOS."""
-  if data_cfg.task not in _SEQ2SEQ_TRANSFORMS:
-    raise UserError(f'config.data.task={data_cfg.task!r} is not one of '
+  """inputs [count, max_len], targets [count, max_len + 1] int32 (max_len:
+  data_cfg.synthetic_max_len): the source transformed by
+  `data_cfg.synthetic_task`, then EOS."""
+  task = data_cfg.synthetic_task
+  min_len, max_len = data_cfg.synthetic_min_len, data_cfg.synthetic_max_len
+  if task not in _SEQ2SEQ_TRANSFORMS:
+    raise UserError(f'config.data.synthetic_task={task!r} is not one of '
                     f'{", ".join(_SEQ2SEQ_TRANSFORMS)}')
-  if not 1 <= data_cfg.min_len <= data_cfg.max_len:
-    raise UserError(f'config.data.min_len={data_cfg.min_len} must be in '
-                    f'[1, config.data.max_len={data_cfg.max_len}]')
-  transform = _SEQ2SEQ_TRANSFORMS[data_cfg.task]
-  inputs = np.zeros((count, data_cfg.max_len), np.int32)
-  targets = np.zeros((count, data_cfg.max_len + 1), np.int32)
-  lengths = rng.integers(data_cfg.min_len, data_cfg.max_len + 1, count)
+  if not 1 <= min_len <= max_len:
+    raise UserError(f'config.data.synthetic_min_len={min_len} must be in '
+                    f'[1, config.data.synthetic_max_len={max_len}]')
+  transform = _SEQ2SEQ_TRANSFORMS[task]
+  inputs = np.zeros((count, max_len), np.int32)
+  targets = np.zeros((count, max_len + 1), np.int32)
+  lengths = rng.integers(min_len, max_len + 1, count)
   for i, length in enumerate(lengths):
     tokens = rng.integers(2, vocab_size, length)
     inputs[i, :length] = tokens
@@ -168,7 +171,7 @@ class SyntheticStream:
   def __init__(self, make: Callable, seed: int, global_batch_size: int):
     self.make, self.seed = make, seed
     self.global_batch_size = global_batch_size
-    self.host_rows = pipelines.host_rows(global_batch_size)
+    self.host_rows = batching.host_rows(global_batch_size)
     self.step = 0
 
   def __iter__(self):
@@ -190,9 +193,9 @@ class SyntheticStream:
 def eval_batches(make: Callable, seed: int, num_examples: int,
                  global_batch_size: int):
   """The held-out set (its own random stream), laid out as the file
-  pipelines lay out evaluation sets (pipelines.eval_layout)."""
+  pipelines lay out evaluation sets (batching.eval_layout)."""
   rows = make(np.random.default_rng([seed, _SPLITS['eval']]), num_examples)
   features = [{k: v[i] for k, v in rows.items()} for i in range(num_examples)]
-  return pipelines.eval_layout(
+  return batching.eval_layout(
       None, features, {},
-      batch_size=pipelines.host_batch_size(global_batch_size))
+      batch_size=batching.host_batch_size(global_batch_size))

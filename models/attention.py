@@ -92,7 +92,7 @@ def rotary_embedding(x, positions, base: float):
 def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
                           dropout_rng, deterministic: bool, impl: str,
                           dtype, dropout_bits: int = 32,
-                          dropout_prng: str = 'jax_default',
+                          dropout_prng: str | None = None,
                           library_dots: bool = False,
                           block_size: int = 128, bias=None,
                           scale_logits: bool = True):
@@ -105,7 +105,7 @@ def dot_product_attention(query, key, value, mask, *, dropout_rate: float,
   g key/value heads (g divides h; grouped-query attention when g < h): kv
   head j serves query heads j*h/g .. (j+1)*h/g - 1, as HF's repeat_kv.
   library_dots: run both products as fast_dots matmuls over [b, h, ., d]
-  (bf16 on CPU; fast_dots.use_fast_attention_dots), else as XLA einsums.
+  (bf16 on CPU: cfg.fast_paths.attention_dots), else as XLA einsums.
   impl 'blockwise': online softmax over key blocks of `block_size`
   (models/blockwise_attention.py); no dropout.
   impl 'fused': jax.nn.dot_product_attention, XLA's (its default
@@ -197,7 +197,7 @@ class MultiHeadAttention(nn.Module):
               variance=1.0 / cfg.head_dim if name == 'query' and
               not cfg.scale_attention_logits else 1.0),
           bias_init=initializers.zeros(*bias_axes),
-          fast_dots=fast_dots.use_fast_dots(cfg))
+          fast_dots=cfg.fast_paths.dense_dots)
     heads = (cfg.num_heads, cfg.head_dim)
     kv_heads = (cfg.kv_heads, cfg.head_dim)
     query = dense('query', heads, ('embed', 'heads', 'kv'),
@@ -233,8 +233,9 @@ class MultiHeadAttention(nn.Module):
         query, key, value, mask, dropout_rate=cfg.attention_dropout_rate,
         dropout_rng=dropout_rng, deterministic=self.deterministic,
         impl=cfg.attention_impl, dtype=cfg.compute_dtype,
-        dropout_bits=cfg.dropout_bits, dropout_prng=cfg.dropout_prng,
-        library_dots=fast_dots.use_fast_attention_dots(cfg),
+        dropout_bits=cfg.dropout_bits,
+        dropout_prng=cfg.fast_paths.dropout_prng,
+        library_dots=cfg.fast_paths.attention_dots,
         block_size=cfg.attention_block_size, bias=bias,
         scale_logits=cfg.scale_attention_logits)
     out = constrain(out, 'batch', 'length', 'heads', 'kv')

@@ -1,10 +1,11 @@
 """BERT (Devlin et al. 2018): a bidirectional encoder and its task heads.
 
 Built from the shared layers: `InputEmbedding` (tokens + learned positions +
-token types, then LayerNorm) and post-LN `EncoderLayer`s with GELU. Every task
-model keeps the encoder under the name 'bert', so a pre-trained encoder
-restores into any head (see `training/pretrained.restore_hf_checkpoint`). The
-networks only make logits; losses live in `tasks/`.
+token types, then LayerNorm) and post-LN `SelfAttentionLayer`s with GELU.
+Every task model keeps the encoder under the name 'bert', so a pre-trained
+encoder restores into any head (see
+`training/pretrained.restore_hf_checkpoint`). The networks only make logits;
+losses live in `tasks/`.
 
 Inputs, as in Hugging Face transformers:
   input_ids:      int [b, l] WordPiece ids, [CLS] first.
@@ -16,7 +17,6 @@ Inputs, as in Hugging Face transformers:
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import fast_dots
 from models import initializers
 from models.config import ModelConfig
 from models.dense import Dense
@@ -25,7 +25,7 @@ from models.embeddings import InputEmbedding, TokenEmbedding
 from models.feed_forward import ACTIVATIONS
 from models.normalization import layer_norm
 from models.token_mask import TokenMask
-from models.transformer_layers import EncoderLayer, LayerStack
+from models.transformer_layers import SelfAttentionLayer, LayerStack
 
 
 def _dense(cfg: ModelConfig, features: int, name: str | None) -> Dense:
@@ -35,7 +35,7 @@ def _dense(cfg: ModelConfig, features: int, name: str | None) -> Dense:
                param_dtype=cfg.params_dtype,
                kernel_init=initializers.kernel(cfg, ('embed', None)),
                bias_init=initializers.zeros(None), name=name,
-               fast_dots=fast_dots.use_fast_dots(cfg))
+               fast_dots=cfg.fast_paths.dense_dots)
 
 
 class Bert(nn.Module):
@@ -53,7 +53,7 @@ class Bert(nn.Module):
     cfg = self.config
     self.token_embedding = TokenEmbedding(cfg)
     self.embed = InputEmbedding(cfg, self.token_embedding, self.deterministic)
-    self.stack = LayerStack(cfg, EncoderLayer, cfg.num_layers,
+    self.stack = LayerStack(cfg, SelfAttentionLayer, cfg.num_layers,
                             self.deterministic)
     if self.add_pooler:
       self.pooler = _dense(cfg, cfg.d_model, None)

@@ -5,10 +5,13 @@ combinations fail here, at construction, with one line naming the field,
 instead of deep inside XLA.
 """
 import dataclasses
+import functools
 
+import jax
 import jax.numpy as jnp
 
 from errors import UserError
+from models import fast_paths as fast_paths_lib
 
 _CHOICES = {
     'norm_position': ('post', 'pre'),
@@ -86,12 +89,11 @@ class ModelConfig:
   attention_block_size: int = 128  # keys per block of 'blockwise'
   remat_policy: str = 'none'       # activation rematerialisation per layer
   scan_layers: bool = False        # nn.scan over layers: one compiled layer
-  cpu_bf16_dots: bool = True       # CPU backend: custom-VJP matmuls whose
+  cpu_fast_dots: bool = True       # CPU backend: custom-VJP matmuls whose
                                    # backward dots XLA:CPU runs in library
-                                   # (AMX for bf16) kernels, for bf16 and
-                                   # (not attention) float32; the name
-                                   # predates float32 (models/fast_dots.py);
-                                   # no effect on GPU
+                                   # (AMX for bf16) kernels, in bf16 and
+                                   # (not attention) float32
+                                   # (models/fast_paths.py); no effect on GPU
 
   def __post_init__(self):
     for name, choices in _CHOICES.items():
@@ -181,6 +183,11 @@ class ModelConfig:
   @property
   def params_dtype(self):
     return jnp.dtype(self.param_dtype)
+
+  @functools.cached_property
+  def fast_paths(self) -> fast_paths_lib.FastPaths:
+    """The CPU fast paths on this process's backend, resolved once."""
+    return fast_paths_lib.resolve(self, jax.default_backend())
 
   def replace(self, **changes) -> 'ModelConfig':
     return dataclasses.replace(self, **changes)

@@ -1,8 +1,8 @@
 """A decoder-only language model (GPT-2, Radford et al. 2019) on the shared layers.
 
 Token + learned position embeddings (or rotary, `position_embedding='rope'`),
-pre-LN `EncoderLayer` blocks under a causal mask, a final LayerNorm and an
-output tied to the token embedding. With `decode=True` the attention layers
+pre-LN `SelfAttentionLayer` blocks under a causal mask, a final LayerNorm and
+an output tied to the token embedding. With `decode=True` the attention layers
 keep their keys/values in the 'cache' collection: each call appends one token
 (or a whole prompt) per row and positions continue from a counter in the
 cache (`init_cache`); `decoding.generation.generate` samples with it.
@@ -11,14 +11,14 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import fast_dots, initializers
+from models import initializers
 from models.config import ModelConfig
 from models.dense import Dense
 from models.embeddings import (InputEmbedding, TokenEmbedding,
                                causal_positions_and_mask)
 from models.logical_axes import constrain
 from models.normalization import layer_norm
-from models.transformer_layers import EncoderLayer, LayerStack
+from models.transformer_layers import SelfAttentionLayer, LayerStack
 
 
 class DecoderLM(nn.Module):
@@ -43,7 +43,7 @@ class DecoderLM(nn.Module):
     tokens = TokenEmbedding(cfg, name='token_embedding')
     x = InputEmbedding(cfg, tokens, self.deterministic, name='embed')(
         inputs, positions)
-    x = LayerStack(cfg, EncoderLayer, cfg.num_layers, self.deterministic,
+    x = LayerStack(cfg, SelfAttentionLayer, cfg.num_layers, self.deterministic,
                    self.decode, name='stack')(x, mask, positions)
     if cfg.final_layer_norm:
       x = layer_norm(cfg, 'final_norm')(x)
@@ -56,7 +56,7 @@ class DecoderLM(nn.Module):
           cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype,
           param_dtype=cfg.params_dtype,
           kernel_init=initializers.lecun_normal('embed', 'vocab'),
-          fast_dots=fast_dots.use_fast_dots(cfg),
+          fast_dots=cfg.fast_paths.dense_dots,
           name='output_projection')(x), 'batch', 'length', 'vocab')
     return logits.astype(jnp.float32)
 

@@ -47,7 +47,7 @@ class Dense(nn.Module):
   param_dtype: Any = jnp.float32
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
-  fast_dots: bool = False  # fast_dots.use_fast_dots(config)
+  fast_dots: bool = False  # config.fast_paths.dense_dots
 
   @nn.compact
   def __call__(self, x):

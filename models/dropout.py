@@ -15,9 +15,10 @@ uint32 arrays of the mask's size on each; jax's threefry4x32 (Random123's
 Threefry-4x32-20, a 128-bit key) lowers to straight-line elementwise code
 that XLA fuses into one pass (both measured with
 experiments/step_parts_benchmark.py: experiments/performance.md, section
-9, change 1). 'auto' uses it on the CPU
-backend and leaves other backends (GPU: a CUDA threefry2x32 kernel) with
-the key flax hands out.
+9, change 1). 'auto' uses it on the CPU backend and leaves other backends
+(GPU: a CUDA threefry2x32 kernel) with the key flax hands out; the choice
+is made once, in models/fast_paths.py, and arrives here as a jax PRNG
+implementation name (None: flax's key as it is).
 """
 import math
 
@@ -26,7 +27,6 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 BITS = (8, 16, 32)
-_FAST_CPU_PRNG = 'threefry4x32'
 _UINT = {8: jnp.uint8, 16: jnp.uint16}
 
 
@@ -38,20 +38,12 @@ def quantized_rate(rate: float, bits: int) -> float:
   return round(rate * levels) / levels
 
 
-def prng_impl(dropout_prng: str) -> str | None:
-  """The generator `model.dropout_prng` asks for here; None: the key's own."""
-  if dropout_prng == 'auto':
-    return _FAST_CPU_PRNG if jax.default_backend() == 'cpu' else None
-  return None if dropout_prng == 'jax_default' else dropout_prng
-
-
-def dropout_key(rng, dropout_prng: str):
-  """rng (flax's dropout key) as a key of `dropout_prng`'s generator.
+def dropout_key(rng, impl: str | None):
+  """rng (flax's dropout key) as a key of the jax PRNG `impl` (None: rng).
 
   A new generator's key is seeded with 128 bits drawn from rng, so masks
   still follow the dropout rng: a different rng, different masks.
   """
-  impl = prng_impl(dropout_prng)
   if impl is None:
     return rng
   return jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32),
@@ -77,10 +69,10 @@ def keep_mask(rng, rate: float, shape, bits: int = 32):
 
 
 def apply_dropout(x, rng, rate: float, bits: int = 32,
-                  dropout_prng: str = 'jax_default'):
-  """Inverted dropout: zero with probability ~rate, scale the rest up."""
-  keep, keep_prob = keep_mask(dropout_key(rng, dropout_prng), rate, x.shape,
-                              bits)
+                  prng: str | None = None):
+  """Inverted dropout: zero with probability ~rate, scale the rest up;
+  the masks from the jax PRNG `prng` (None: rng's own)."""
+  keep, keep_prob = keep_mask(dropout_key(rng, prng), rate, x.shape, bits)
   # Computed once: XLA would otherwise fuse the generator into each
   # consumer of the mask (the forward select and the backward one, the
   # latter often in a fusion with other masks), so a training step drew
@@ -97,7 +89,7 @@ class Dropout(nn.Module):
   decision (see above)."""
   rate: float
   bits: int = 32
-  prng: str = 'jax_default'
+  prng: str | None = None  # a jax PRNG implementation; None: flax's key
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
@@ -109,4 +101,4 @@ class Dropout(nn.Module):
 
 def dropout_for(config, rate: float) -> Dropout:
   """The Dropout layer a ModelConfig asks for at `rate`."""
-  return Dropout(rate, config.dropout_bits, config.dropout_prng)
+  return Dropout(rate, config.dropout_bits, config.fast_paths.dropout_prng)

@@ -45,14 +45,14 @@ class TokenEmbedding(nn.Module):
   def attend(self, x):
     """[b, l, d_model] -> logits [b, l, vocab] with the transposed table.
 
-    On the CPU (fast_dots.use_fast_dots): one 2-D matmul whose backward
+    On the CPU (cfg.fast_paths.dense_dots): one 2-D matmul whose backward
     dots all take the library's fast forms (fast_dots.logits_matmul), with
     float32 logits (the library accumulates in float32 anyway; rounding 30k
     logits per token to bf16 would only lose precision before the softmax).
     """
     cfg = self.config
     table = self.embedding.astype(cfg.compute_dtype)
-    if fast_dots.use_fast_dots(cfg):
+    if cfg.fast_paths.dense_dots:
       logits = fast_dots.logits_matmul(x.reshape(-1, x.shape[-1]), table,
                                        jnp.float32).reshape(*x.shape[:-1], -1)
     else:

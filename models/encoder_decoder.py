@@ -8,7 +8,7 @@ right), so targets never contain 0 except as padding.
 import jax.numpy as jnp
 import flax.linen as nn
 
-from models import fast_dots, initializers
+from models import initializers
 from models.config import ModelConfig
 from models.dense import Dense
 from models.embeddings import (InputEmbedding, TokenEmbedding,
@@ -17,7 +17,7 @@ from models.logical_axes import constrain
 from models.normalization import layer_norm
 from models.relative_position import bias_table
 from models.token_mask import TokenMask
-from models.transformer_layers import DecoderLayer, EncoderLayer, LayerStack
+from models.transformer_layers import DecoderLayer, SelfAttentionLayer, LayerStack
 
 
 def shift_right(targets, segmentation=None):
@@ -51,7 +51,7 @@ class Encoder(nn.Module):
                      key_segments=segmentation)
     x = InputEmbedding(cfg, self.token_embedding, self.deterministic,
                        name='embed')(inputs, positions)
-    x = LayerStack(cfg, EncoderLayer, cfg.num_layers, self.deterministic,
+    x = LayerStack(cfg, SelfAttentionLayer, cfg.num_layers, self.deterministic,
                    name='stack')(x, mask, positions, bias_table(self, cfg))
     if cfg.final_layer_norm:
       x = layer_norm(cfg, 'final_norm')(x)
@@ -114,7 +114,7 @@ class EncoderDecoder(nn.Module):
           cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype,
           param_dtype=cfg.params_dtype,
           kernel_init=initializers.lecun_normal('embed', 'vocab'),
-          fast_dots=fast_dots.use_fast_dots(cfg))
+          fast_dots=cfg.fast_paths.dense_dots)
 
   def encode(self, inputs, inputs_positions=None, inputs_segmentation=None):
     """[b, s] source ids -> [b, s, d_model]."""

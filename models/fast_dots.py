@@ -15,31 +15,16 @@ an activation, far cheaper than the slow dot.
 
 Forward values are those of the plain dot; gradients are mathematically
 the same, computed in the operands' dtype (as autodiff does for bf16).
-Used only on the CPU backend (`use_fast_dots`): for the dense and output
-layers in bf16 and float32 (in float32 the gain is XLA's slow transposes
-of the activations, replaced by `transpose`), for attention's dots in bf16 only
-(`use_fast_attention_dots`). GPU keeps XLA's own dots.
+Used only on the CPU backend, where models/fast_paths.py turns them on:
+for the dense and output layers in bf16 and float32 (in float32 the gain is
+XLA's slow transposes of the activations, replaced by `transpose`), for
+attention's dots in bf16 only. GPU keeps XLA's own dots.
 """
 import functools
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-
-def use_fast_dots(config) -> bool:
-  """True where the dense and output layers' dots pay: bf16 or float32
-  compute on the CPU backend (float32: experiments/performance.md,
-  section 8, change 2)."""
-  return (config.cpu_bf16_dots and config.dtype in ('bfloat16', 'float32')
-          and jax.default_backend() == 'cpu')
-
-
-def use_fast_attention_dots(config) -> bool:
-  """True where attention's batched dots pay: bf16 only. In float32 XLA
-  runs them in the library already, and the copies to [b, h, l, d] cost
-  more than they save (experiments/performance.md, section 8, change 2)."""
-  return use_fast_dots(config) and config.dtype == 'bfloat16'
 
 
 def materialize(x):

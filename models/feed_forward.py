@@ -7,7 +7,6 @@ gated: FFN(x) = (act(x W1) * x W3) W2 (Shazeer 2020; 'w1' gate, 'w3' up,
 import jax
 import flax.linen as nn
 
-from models import fast_dots
 from models.dense import Dense
 from models import initializers
 from models.config import ModelConfig
@@ -40,7 +39,7 @@ class FeedForward(nn.Module):
           kernel_init=initializers.kernel(cfg, axes,
                                           residual_output=name == output),
           bias_init=initializers.zeros(axes[1]),
-          fast_dots=fast_dots.use_fast_dots(cfg))
+          fast_dots=cfg.fast_paths.dense_dots)
     up = lambda name: constrain(dense(name, cfg.d_ff, ('embed', 'mlp'))(x),
                                 'batch', 'length', 'mlp')
     act = ACTIVATIONS[cfg.activation]

@@ -1,4 +1,5 @@
-"""Encoder and decoder layers, and the stack that repeats them.
+"""The self-attention layer, the decoder layer, and the stack that repeats
+them.
 
 A layer is a residual sub-layer sequence. Post-LN (the paper):
 x = LN(x + Dropout(F(x))); pre-LN (GPT-2, more stable when deep):
@@ -31,11 +32,12 @@ class Residual(nn.Module):
     return norm(x + dropout_for(cfg, cfg.dropout_rate)(y, self.deterministic))
 
 
-class EncoderLayer(nn.Module):
+class SelfAttentionLayer(nn.Module):
   """Self-attention then feed-forward.  x: [b, l, d_model] -> same.
 
-  mask: a TokenMask (models/token_mask.py) or a dense boolean mask.
-  Also the block of decoder-only LMs (pass a causal mask; `decode` caches).
+  The layer of every encoder (the encoder-decoder's, BERT's) and the block
+  of decoder-only LMs, which pass a causal mask (`decode` caches keys and
+  values). mask: a TokenMask (models/token_mask.py) or a dense boolean mask.
   """
   config: ModelConfig
   deterministic: bool = True

@@ -25,7 +25,7 @@ class BertPretrainingTask(BertTask):
   only at the first max_predictions masked positions of each row.
   """
   model_name = 'bert_pretraining'
-  flops_family = 'bert'  # training/flops.py: pre-training's MLM + NSP heads
+  flops_family = 'bert_pretraining'  # training/flops.py: MLM + NSP heads
   predict_mode = None  # masked tokens are no text a user writes
 
   def make_data(self):

@@ -56,21 +56,24 @@ class Seq2SeqTask(Task):
   def step_shape(cls, config):
     data = config.data
     if reads_builtin_data(config):
-      return StepShape(source_len=data.max_len, target_len=data.max_len)
+      return StepShape(source_len=data.synthetic_max_len,
+                       target_len=data.synthetic_max_len)
     return StepShape(source_len=data.max_input_length,
-                           target_len=data.max_target_length)
+                     target_len=data.max_target_length)
 
   def export_token_ids(self, tokenizer):
     return dict(eos_token_id=tokenizer.eos_id)  # padding is 0 by design
 
   def target_length(self) -> int:
     data = self.config.data
-    return data.max_len + 1 if self.builtin_data else data.max_target_length
+    return (data.synthetic_max_len + 1 if self.builtin_data
+            else data.max_target_length)
 
   def row_lengths(self):
     data, lengths = self.config.data, {}
     if self.builtin_data:  # targets: the reversed tokens and EOS
-      lengths[f'config.data.max_len={data.max_len}'] = data.max_len + 1
+      lengths[f'config.data.synthetic_max_len={data.synthetic_max_len}'] = (
+          data.synthetic_max_len + 1)
     else:
       lengths[f'config.data.max_input_length={data.max_input_length}'] = (
           data.max_input_length)

@@ -1,5 +1,6 @@
 """Experiment configs: the paper's parameter counts and flag overrides."""
 import importlib
+import json
 
 import jax
 import jax.numpy as jnp
@@ -124,3 +125,30 @@ def test_the_label_budget_sweep_tunes_on_the_heldout_slice(arg, rates):
   assert len(parsed.grid['optimizer.learning_rate']) == parsed.budget == rates
   with pytest.raises(ValueError, match='tunes on the held-out slice'):
     bert_finetune.get_sweep('size=mini,data=sst2')
+
+
+def test_a_run_saved_under_renamed_fields_loads_and_resumes(tmp_path):
+  """A config.json written before data.task/min_len/max_len became
+  data.synthetic_* (and model.cpu_bf16_dots model.cpu_fast_dots): its
+  values are read under the new names, and the same config resumes it,
+  while another value is still a difference."""
+  from configs import base_config, default  # pylint: disable=g-import-not-at-top
+  from errors import UserError  # pylint: disable=g-import-not-at-top
+  from training import run_config  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.data.synthetic_task, config.data.synthetic_max_len = 'sort', 10
+  run_config.save(config, str(tmp_path))
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  for old, new in run_config.RENAMED.items():
+    section, old_name = old.split('.')
+    saved[section][old_name] = saved[section].pop(new.split('.')[1])
+  config.model.cpu_fast_dots = False
+  saved['model']['cpu_bf16_dots'] = False
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  loaded = run_config.load(str(tmp_path), base_config.base_config())
+  assert (loaded.data.synthetic_task, loaded.data.synthetic_max_len,
+          loaded.model.cpu_fast_dots) == ('sort', 10, False)
+  run_config.check_resume(str(tmp_path), config, base_config.base_config())
+  config.data.synthetic_max_len = 11
+  with pytest.raises(UserError, match=r'data.synthetic_max_len \(10 -> 11\)'):
+    run_config.check_resume(str(tmp_path), config, base_config.base_config())

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models import dropout
+from models import dropout, fast_paths
 from models.config import ModelConfig
 from models.encoder_decoder import EncoderDecoder
 
 
-@pytest.mark.parametrize('prng', ['jax_default', 'threefry4x32'])
+@pytest.mark.parametrize('prng', [None, 'threefry4x32'])
 @pytest.mark.parametrize('bits', [8, 16, 32])
 @pytest.mark.parametrize('shape', [(64, 128, 32), (1001, 999)])  # 2nd: ragged
 def test_drop_fraction_and_mean_match_the_rate(bits, shape, prng):
@@ -51,8 +51,12 @@ def test_auto_prng_is_threefry4x32_on_cpu_without_a_rolled_loop():
   # straight-line elementwise computation. ('auto' still draws its 4-word
   # key from flax's rng in a loop, of size 4.)
   assert jax.default_backend() == 'cpu'
-  assert dropout.prng_impl('auto') == 'threefry4x32'
-  assert dropout.prng_impl('jax_default') is None
+  auto = ModelConfig(vocab_size=8, d_model=8, num_heads=1, d_ff=8,
+                     num_layers=1)
+  assert auto.fast_paths.dropout_prng == 'threefry4x32'
+  assert fast_paths.resolve(auto, 'gpu').dropout_prng is None
+  assert auto.replace(dropout_prng='jax_default').fast_paths.dropout_prng is (
+      None)
   x = jnp.ones((8, 4, 32, 32))
 
   def mask_sized_loops(prng):
@@ -61,14 +65,15 @@ def test_auto_prng_is_threefry4x32_on_cpu_without_a_rolled_loop():
     return [line for line in hlo.splitlines()
             if ' while(' in line and '[8,4,32,32]' in line]
 
-  assert mask_sized_loops('jax_default')
-  assert not mask_sized_loops('auto')
+  assert mask_sized_loops(None)
+  assert not mask_sized_loops(auto.fast_paths.dropout_prng)
 
 
 @pytest.mark.parametrize('key', [jax.random.key(3), jax.random.PRNGKey(3)])
 def test_threefry4x32_masks_follow_the_dropout_rng(key):
   mask = lambda k: np.asarray(
-      dropout.keep_mask(dropout.dropout_key(k, 'auto'), 0.5, (4096,))[0])
+      dropout.keep_mask(dropout.dropout_key(k, 'threefry4x32'), 0.5,
+                        (4096,))[0])
   np.testing.assert_array_equal(mask(key), mask(key))
   other = jax.random.fold_in(key, 1)
   assert 0.45 < float((mask(other) == mask(key)).mean()) < 0.55

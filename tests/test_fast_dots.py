@@ -117,9 +117,9 @@ def _bert_loss_and_grads(cfg):
 
 def test_bert_bf16_with_fast_dots_matches_the_plain_path():
   fast_cfg = ModelConfig(**BERT, dtype='bfloat16')
-  assert fast_dots.use_fast_dots(fast_cfg)  # the path under test is taken
-  plain_cfg = fast_cfg.replace(cpu_bf16_dots=False)
-  assert not fast_dots.use_fast_dots(plain_cfg)
+  assert fast_cfg.fast_paths.dense_dots  # the path under test is taken
+  plain_cfg = fast_cfg.replace(cpu_fast_dots=False)
+  assert not plain_cfg.fast_paths.dense_dots
   value, grads = _bert_loss_and_grads(fast_cfg)
   ref_value, ref_grads = _bert_loss_and_grads(plain_cfg)
   np.testing.assert_allclose(value, ref_value, rtol=1e-2)
@@ -132,10 +132,10 @@ def test_float32_dense_layers_take_the_fast_path_and_match_the_plain_one():
   """float32 on CPU: the dense layers' fast dots, not attention's, and the
   same loss and gradients as XLA's own dots to float32 rounding."""
   cfg = ModelConfig(**BERT)
-  assert fast_dots.use_fast_dots(cfg)
-  assert not fast_dots.use_fast_attention_dots(cfg)
+  assert cfg.fast_paths.dense_dots
+  assert not cfg.fast_paths.attention_dots
   value, grads = _bert_loss_and_grads(cfg)
-  ref_value, ref_grads = _bert_loss_and_grads(cfg.replace(cpu_bf16_dots=False))
+  ref_value, ref_grads = _bert_loss_and_grads(cfg.replace(cpu_fast_dots=False))
   np.testing.assert_allclose(value, ref_value, rtol=1e-6)
   for g, ref in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
     scale = np.abs(np.asarray(ref)).max()

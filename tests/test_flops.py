@@ -61,8 +61,9 @@ def test_closed_form_6n_plus_attention():
 def test_bert_mlm_head_only_at_masked_positions():
   cfg = ModelConfig(vocab_size=1000, d_model=64, num_heads=4, d_ff=256,
                     num_layers=1)
-  full = flops.forward_flops(cfg, 'bert', flops.StepShape(seq_len=32))
-  some = flops.forward_flops(cfg, 'bert', flops.StepShape(
+  full = flops.forward_flops(cfg, 'bert_pretraining',
+                            flops.StepShape(seq_len=32))
+  some = flops.forward_flops(cfg, 'bert_pretraining', flops.StepShape(
       seq_len=32, mlm_positions=5))
   assert full - some == 2 * 27 * (64 * 64 + 64 * 1000)
 

@@ -76,11 +76,11 @@ def test_a_command_imports_no_other_command():
 
 
 def test_no_module_is_long():
-  for package in ALLOWED:
-    for path in (REPO / package).glob('*.py'):
+  for package in [*ALLOWED, 'docs']:  # models/hf/ too
+    for path in (REPO / package).rglob('*.py'):
       lines = len(path.read_text().splitlines())
-      assert lines <= 520, f'{path.relative_to(REPO)} has {lines} lines'
+      assert lines <= 420, f'{path.relative_to(REPO)} has {lines} lines'
   for name in COMMANDS:
     lines = len((REPO / f'{name}.py').read_text().splitlines())
-    assert lines <= 200, f'{name}.py has {lines} lines: a command is ' \
+    assert lines <= 150, f'{name}.py has {lines} lines: a command is ' \
                          'argument handling plus one library call'

@@ -457,7 +457,7 @@ def test_resume_accepts_fields_added_since_the_run_started(tmp_path):
     ('optimizer.learning_rate', -1e-3),
     ('optimizer.learning_rate', float('nan')),
     ('optimizer.learning_rate', float('inf')),
-    ('data.max_len', 0), ('data.max_length', 0),
+    ('data.synthetic_max_len', 0), ('data.max_length', 0),
     ('data.max_target_length', 0), ('peak_flops_per_device', -1.0),
     ('checkpoint_timeout_s', 0.0),
 ])

@@ -33,15 +33,6 @@ def test_class_answers_without_being_built(name):
 
 
 @pytest.mark.parametrize('name', NAMES)
-def test_flops_copy_for_experiments_agrees_with_the_task(name):
-  cls = tasks.class_named(name)
-  assert flops.FAMILIES[name] == cls.flops_family
-  for source in ('synthetic', 'files'):
-    config = _config(name, source)
-    assert flops.step_shape(config) == cls.step_shape(config)
-
-
-@pytest.mark.parametrize('name', NAMES)
 def test_built_task_answers_its_data_source_and_export(name):
   task = tasks.get_task(_config(name))
   assert task.builtin_data is True

@@ -491,7 +491,7 @@ def test_export_bert_pretraining_heads(tmp_path, arch):
 def test_export_ignores_knobs_that_leave_the_function_alone():
   gpt = causal_lm.get_config().model
   for field, value in (('dropout_prng', 'jax_default'),
-                       ('cpu_bf16_dots', False), ('dropout_bits', 8),
+                       ('cpu_fast_dots', False), ('dropout_bits', 8),
                        ('dtype', 'bfloat16')):
     cfg = ModelConfig(**dict(gpt, **{field: value}))
     assert huggingface.hf_config(cfg, 'decoder_lm')['n_embd'] == cfg.d_model

@@ -54,8 +54,8 @@ def test_rows_longer_than_the_positions_fail_before_anything_is_written(
     tmp_path):
   # Used to train and stop at step 1 as 'diverged' (NaN positions).
   workdir = tmp_path / 'w'
-  with pytest.raises(ValueError, match=r'config.data.max_len=12 gives rows '
-                     r'of 13 positions but config.model.max_len=8 '
+  with pytest.raises(ValueError, match=r'config.data.synthetic_max_len=12 '
+                     r'gives rows of 13 positions but config.model.max_len=8 '
                      r'\(sinusoidal positions\)'):
     loop.train_and_evaluate(tiny_config(**{'model.max_len': 8}),
                              str(workdir))

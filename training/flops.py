@@ -51,8 +51,8 @@ GPU_PEAK_BF16 = (
 
 # The formulas of `forward_flops`; each task class names its own
 # (`Task.flops_family`) and its lengths (`Task.step_shape`).
-FORMULA_FAMILIES = ('encoder_decoder', 'decoder_lm', 'bert', 'bert_classifier',
-                    'bert_qa')
+FORMULA_FAMILIES = ('encoder_decoder', 'decoder_lm', 'bert_pretraining',
+                    'bert_classifier', 'bert_qa')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,34 +68,6 @@ class StepShape:
   def tokens(self) -> int:
     """Token positions per example that the network reads (S + T or s)."""
     return self.source_len + self.target_len + self.seq_len
-
-
-# For experiments/ scripts, which index these by config.task: the task
-# classes are the source (`Task.flops_family`, `Task.step_shape`), and
-# tests/test_task_registry.py checks that this copy agrees with them.
-# Delete it once experiments/ asks the task.
-FAMILIES = {
-    'seq2seq': 'encoder_decoder',
-    'causal_lm': 'decoder_lm',
-    'bert_pretraining': 'bert',
-    'classification': 'bert_classifier',
-    'extractive_qa': 'bert_qa',
-}
-
-
-def step_shape(config) -> StepShape:
-  """experiments/' copy of `Task.step_shape` (see FAMILIES)."""
-  data = config.data
-  if config.task == 'seq2seq':
-    if data.source == 'synthetic':
-      return StepShape(source_len=data.max_len, target_len=data.max_len)
-    return StepShape(source_len=data.max_input_length,
-                     target_len=data.max_target_length)
-  length = data.max_length
-  if config.task == 'bert_pretraining':
-    return StepShape(seq_len=length, mlm_positions=min(
-        data.max_predictions or length, length))
-  return StepShape(seq_len=length)
 
 
 def _kv_width(model_cfg):
@@ -137,7 +109,7 @@ def forward_flops(model_cfg, family: str, shape: StepShape) -> int:
   if family == 'decoder_lm':
     return stack + 2 * s * d * vocab
   pooler = 2 * d * d
-  if family == 'bert':
+  if family == 'bert_pretraining':
     m = shape.mlm_positions or s
     return stack + 2 * m * (d * d + d * vocab) + pooler + 2 * d * 2
   if family == 'bert_classifier':

@@ -16,7 +16,7 @@ import numpy as np
 
 from configs import base_config
 from errors import UserError
-from input_data import pipelines
+from input_data import batching
 from tasks import get_task
 from training import checkpointing, optimizers, parallel, pretrained
 from training import progress as progress_lib
@@ -108,7 +108,7 @@ def train_and_evaluate(config, workdir: str,
   dp = parallel.for_config(config, task)
   dp.check_batch_size(config.batch_size, 'batch_size')
   dp.check_batch_size(config.eval_batch_size, 'eval_batch_size')
-  if pipelines.host_batch_size(config.batch_size) % config.grad_accum_steps:
+  if batching.host_batch_size(config.batch_size) % config.grad_accum_steps:
     raise UserError(f'config.batch_size={config.batch_size} does not split '
                     f'into config.grad_accum_steps={config.grad_accum_steps}'
                     ' microbatches on every device')

@@ -11,7 +11,7 @@
   and the batch split: data parallelism in the form JAX recommends.
 
 Both see the same global batch, split across all devices of all hosts; each
-host feeds only its own rows (input_data/pipelines.host_rows). train.py
+host feeds only its own rows (input_data/batching.host_rows). train.py
 calls `make_parallel` once and never asks which one it got. A state has two
 forms: the step's (`place_state`) and the checkpoint's (`global_state`:
 global arrays, replicated or sharded); on a mesh they are the same.

@@ -21,7 +21,7 @@ import numpy as np
 
 from decoding import generation
 from errors import UserError
-from input_data import pipelines, squad_features
+from input_data import batching, pipelines, squad_features
 import tasks
 
 
@@ -57,13 +57,13 @@ def translate(run, lines, *, batch_size, beam_size=None, alpha=None):
   decode.alpha = decode.alpha if alpha is None else alpha
   tokenizer, data = run.tokenizer, run.config.data
   builtin = run.task.builtin_data
-  width = data.max_len if builtin else data.max_input_length
+  width = data.synthetic_max_len if builtin else data.max_input_length
   sources = []
   for n, line in enumerate(lines, 1):
     ids = _encode(tokenizer, line, n) + ([] if builtin else
                                          [tokenizer.eos_id])
     source = {'inputs': np.asarray(ids, np.int32)}
-    pipelines.truncate(source, {'inputs': width})
+    batching.truncate(source, {'inputs': width})
     sources.append(source)
   predict = jax.jit(run.task.predict)
   outputs = []
@@ -165,7 +165,7 @@ def classify(run, lines, *, batch_size):
       feature = pipelines.sentence_features(tokenizer, text, pair)
     except ValueError as e:
       raise UserError(f'--input line {n}: {e}') from None
-    pipelines.truncate(feature, lengths)
+    batching.truncate(feature, lengths)
     features.append(feature)
   forward = jax.jit(run.task.forward)
   outputs = []

@@ -23,6 +23,12 @@ MAY_CHANGE = ('num_train_steps', 'log_every', 'eval_every',
               'average_last_checkpoints', 'checkpoint_timeout_s',
               'peak_flops_per_device', 'skip_nonfinite_updates', 'mesh',
               'logical_axis_rules')
+# Fields renamed since runs were saved (old name: new name): a config.json
+# is read under the new names, so old runs resume, evaluate and export.
+RENAMED = {'data.task': 'data.synthetic_task',
+           'data.min_len': 'data.synthetic_min_len',
+           'data.max_len': 'data.synthetic_max_len',
+           'model.cpu_bf16_dots': 'model.cpu_fast_dots'}
 
 
 def flatten(config, prefix: str = '') -> dict:
@@ -61,9 +67,14 @@ def load_flat(workdir: str) -> dict | None:
     return None
   try:
     with open(path, encoding='utf-8') as f:
-      return flatten(json.load(f))
+      return renamed(flatten(json.load(f)))
   except (OSError, json.JSONDecodeError) as e:
     raise UserError(f'{path} cannot be read: {e}') from None
+
+
+def renamed(flat: dict) -> dict:
+  """`flat` (a flattened config) under the current names (RENAMED)."""
+  return {RENAMED.get(name, name): value for name, value in flat.items()}
 
 
 def load(workdir: str, base: ml_collections.ConfigDict
@@ -78,10 +89,11 @@ def load(workdir: str, base: ml_collections.ConfigDict
       saved = json.load(f)
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise UserError(f'{path} cannot be read: {e}') from None
-  flat = flatten(saved) if isinstance(saved, dict) else {}
+  flat = renamed(flatten(saved)) if isinstance(saved, dict) else {}
   # Every field of a run's config.json is declared (save() wrote them all,
-  # and fields are only ever added to the base): any other key means the
-  # file is another program's, e.g. a Hugging Face export's config.json.
+  # and fields are only added to the base, or renamed in RENAMED): any
+  # other key means the file is another program's, e.g. a Hugging Face
+  # export's config.json.
   declared = flatten(base)
   unknown = [k for k in flat if k not in declared and not any(
       k.startswith(d + '.') for d in declared)]

@@ -84,7 +84,7 @@ def train_step(state, batch, rng, *, task, optimizer, axis_name,
 
   params, opt_state = apply_if_finite(
       finite, update, state.params, state.opt_state,
-      as_cond=jax.default_backend() == 'cpu')
+      as_cond=task.model_config.fast_paths.cond_update)
   metrics = dict(sums, grad_norm=grad_norm,
                  nonfinite=1.0 - finite.astype(jnp.float32))
   return state.replace(step=state.step + 1, params=params,

@@ -289,7 +289,7 @@ def export_tensors(flat: dict, layout: Layout, model_name: str,
 # Fields that do not change what a trained model computes.
 UNCHECKED = ('dropout_rate', 'attention_dropout_rate',
              'activation_dropout_rate', 'dropout_bits', 'dropout_prng',
-             'cpu_bf16_dots', 'dtype', 'param_dtype', 'attention_impl',
+             'cpu_fast_dots', 'dtype', 'param_dtype', 'attention_impl',
              'attention_block_size', 'remat_policy', 'scan_layers',
              'init_std', 'scale_residual_init', 'num_labels')
 
