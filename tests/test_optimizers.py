@@ -11,6 +11,7 @@ import pytest
 from flax.core import meta
 
 from configs import base_config
+from models.config import ModelConfig
 from training import optimizers
 from training import steps as steps_lib
 
@@ -26,6 +27,10 @@ def opt_config():
 
 class LinearTask:
   """Least squares, summed: the loss_sums contract of tasks/."""
+  # The step takes its fast paths (the cond-guarded update) from the
+  # task's model config, as from any task's.
+  model_config = ModelConfig(vocab_size=2, d_model=8, num_heads=1, d_ff=8,
+                             num_layers=1)
 
   def loss_sums(self, params, batch, rng, train):
     del rng, train
