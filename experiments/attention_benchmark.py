@@ -133,8 +133,8 @@ def run(config, steps: int, warmup: int) -> dict:
 
 
 def model_flops(config) -> float:
-  return flops.train_flops(get_task(config).model_config, 'decoder_lm',
-                           benchmark.step_shape(config), config.batch_size)
+  task = get_task(config)
+  return task.train_flops(task.model_config, config, config.batch_size)
 
 
 def mib(n) -> str:

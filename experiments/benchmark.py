@@ -233,12 +233,6 @@ def step_shape(config) -> flops.StepShape:
   return task_class(config).step_shape(config)
 
 
-def model_flops_per_step(model_cfg, config, batch_size: int) -> float:
-  """training/flops.py's count of one training step, by the task's family."""
-  return flops.train_flops(model_cfg, task_class(config).flops_family,
-                           step_shape(config), batch_size)
-
-
 def shape_text(shape: flops.StepShape) -> str:
   return ', '.join(f'{k} {v}' for k, v in vars(shape).items() if v)
 
@@ -332,7 +326,7 @@ def time_training(config, *, steps: int, warmup: int, peak: float,
   step_s = statistics.median(times)
   model_cfg = task.model_config
   shape = step_shape(config)
-  model_flops = model_flops_per_step(model_cfg, config, config.batch_size)
+  model_flops = task.train_flops(model_cfg, config, config.batch_size)
   if paired_peak:  # MFU of each step against the matmul right after it
     mfu = statistics.median(model_flops / t / p for t, p in zip(times, peaks))
     peak = statistics.median(peaks)
@@ -738,8 +732,8 @@ def interleave(runners: dict, config, peak: float, paired_peak) -> dict:
       if paired_peak:
         peaks[label].append(paired_peak())
   shape = step_shape(config)
-  model_flops = model_flops_per_step(task_model_config(config), config,
-                                     config.batch_size)
+  model_flops = task_class(config).train_flops(
+      task_model_config(config), config, config.batch_size)
   results = {}
   for label, (_, fixed) in runners.items():
     step_s = statistics.median(times[label])

@@ -401,8 +401,8 @@ def jax_row(spec, args, context) -> dict:
     times.append(time.perf_counter() - start)
   loss = float(metrics['loss']) / max(float(metrics['weight']), 1.0)
   step_s = statistics.median(times)
-  model_flops = benchmark.model_flops_per_step(
-      task.model_config, config, config.batch_size)
+  model_flops = task.train_flops(task.model_config, config,
+                                 config.batch_size)
   result = dict(batch=config.batch_size, seq=seq, step_s=step_s,
                 step_times_s=times, compile_s=compile_s,
                 tokens_per_s=config.batch_size * seq / step_s,
@@ -485,7 +485,7 @@ def torch_row(spec, args, context) -> dict:
   batch (halved while it does not fit), bf16 autocast, sdpa attention,
   fused AdamW, optionally torch.compile."""
   import torch  # pylint: disable=g-import-not-at-top
-  from experiments import benchmark  # pylint: disable=g-import-not-at-top
+  from tasks import task_class  # pylint: disable=g-import-not-at-top
   config, seq, batch = row_config(spec['like'], args)
   batches = context.get('batches', {})
   # torch.compile after an out-of-memory would compile again: start at the
@@ -509,7 +509,7 @@ def torch_row(spec, args, context) -> dict:
       torch.cuda.reset_peak_memory_stats()
   config.batch_size = batch
   model_cfg = _task_model_config(config)
-  model_flops = benchmark.model_flops_per_step(model_cfg, config, batch)
+  model_flops = task_class(config).train_flops(model_cfg, config, batch)
   result = dict(batch=batch, seq=seq, step_s=step_s, step_times_s=times,
                 tokens_per_s=batch * seq / step_s, model_flops=model_flops,
                 loss=loss, peak_bytes=(float(torch.cuda.max_memory_allocated())

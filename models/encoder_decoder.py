@@ -17,7 +17,8 @@ from models.logical_axes import constrain
 from models.normalization import layer_norm
 from models.relative_position import bias_table
 from models.token_mask import TokenMask
-from models.transformer_layers import DecoderLayer, SelfAttentionLayer, LayerStack
+from models.transformer_layers import (DecoderLayer, LayerStack,
+                                       SelfAttentionLayer)
 
 
 def shift_right(targets, segmentation=None):

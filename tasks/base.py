@@ -22,6 +22,7 @@ from models import hf, registry
 from models.config import model_config_from
 import tasks  # the registry, for the family of a saved run
 from training import pretrained, run_config
+from training import flops
 from training.flops import StepShape
 
 
@@ -56,6 +57,13 @@ class Task(abc.ABC):
     """The padded example a run of `config` trains on, for its FLOPs and
     tokens per step: by default one row of config.data.max_length."""
     return StepShape(seq_len=config.data.max_length)
+
+  @classmethod
+  def train_flops(cls, model_cfg, config, batch_size: int) -> float:
+    """Model FLOPs of one training step of `batch_size` rows of `config`
+    (training/flops.py's count for this task's family and step shape)."""
+    return flops.train_flops(model_cfg, cls.flops_family,
+                             cls.step_shape(config), batch_size)
 
   # Model -------------------------------------------------------------------
   def build_model(self, train: bool, decode: bool = False):

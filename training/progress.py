@@ -1,15 +1,14 @@
 """The console's progress line: speed, tokens/s, MFU and time left.
 
 Speed is measured over the steps since the last line, from the end of the
-first step of a leg (which includes compilation) onwards. FLOPs and tokens
-per step are those of experiments/benchmark.py (training/flops.py); MFU
-needs the device peak from `config.peak_flops_per_device` (0: not shown,
-since the peak of a CPU is not knowable). A long run also prints its time
-left a few steps after the start, before the first full log window.
+first step of a leg (which includes compilation) onwards. FLOPs per step
+are the task's (`Task.train_flops`, as experiments/benchmark.py counts
+them); MFU needs the device peak from `config.peak_flops_per_device` (0:
+not shown, since the peak of a CPU is not knowable). A long run also
+prints its time left a few steps after the start, before the first full
+log window.
 """
 import time
-
-from training import flops
 
 EARLY_STEPS = 5  # timed steps before the first estimate of the time left
 
@@ -21,8 +20,8 @@ class Progress:
     shape = task.step_shape(config)
     self.total = config.num_train_steps
     self.tokens_per_step = config.batch_size * shape.tokens
-    self.flops_per_step = flops.train_flops(
-        task.model_config, task.flops_family, shape, config.batch_size)
+    self.flops_per_step = task.train_flops(task.model_config, config,
+                                           config.batch_size)
     self.peak = config.peak_flops_per_device * num_devices
     # An early estimate only where the first log line is still far off.
     self.early = config.log_every > 2 * EARLY_STEPS
