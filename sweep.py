@@ -75,8 +75,8 @@ def sweep() -> bool:
   """Runs the sweep, or with --report writes its report; whether a signal
   stopped it."""
   request = request_from_flags()
-  driver.checked_pruner_and_slots(request)
   if _REPORT.value:
+    driver.checked_pruner_and_slots(request)  # run_sweep checks its own
     driver.write_report(request)
     return False
   return driver.run_sweep(request)
