@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from configs.base_config import data_config, tokenizer_config  # pylint: disable=g-import-not-at-top

@@ -3,7 +3,6 @@ import importlib
 import json
 
 import jax
-import jax.numpy as jnp
 import pytest
 
 from models.config import model_config_from

@@ -1,5 +1,4 @@
 """The training loop: device-count invariance, resume, overrides, errors."""
-import json
 import os
 import socket
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 
 import conftest
 from configs import default
-from decoding import beam_search, sampling
+from decoding import sampling
 from tasks import get_task
 from training import loop
 from training.metrics_writer import read_metrics

@@ -3,7 +3,6 @@ anything is written, and never echo a password: train.py, evaluate.py,
 predict.py, export.py and sweep.py."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from errors import UserError
 from models import hf
-from training import run_config, saved_params
+from training import saved_params
 
 
 def restore_pretrained(params, path: str):
