@@ -47,7 +47,7 @@ def pretrained_workdir(tmp_path_factory):
 
 @pytest.mark.parametrize('task', ['classification', 'qa'])
 def test_finetuning_restores_the_encoder_and_initialises_the_head(
-    pretrained_workdir, task):
+    pretrained_workdir, task, capsys):
   workdir, pretrained = pretrained_workdir
   config = shrink(bert_finetune.get_config(f'task={task}'))
   config.init_from = workdir
@@ -64,6 +64,13 @@ def test_finetuning_restores_the_encoder_and_initialises_the_head(
   for key in restored:
     np.testing.assert_array_equal(restored[key], source[key])
   head = 'classifier' if task == 'classification' else 'qa_outputs'
+  # The run prints both lists: the restored count, the fresh head, and the
+  # checkpoint's leftovers (the MLM/NSP heads; for QA the pooler too).
+  printed = capsys.readouterr().out
+  assert (f'restored {len(restored)} parameter arrays from {workdir}; '
+          f'freshly initialised: (2) {head}/bias, {head}/kernel;') in printed
+  assert ('bert/pooler/kernel' in printed.split('unused from the checkpoint')[1]
+          ) == (task == 'qa')
   assert set(state.params) == {'bert', head}
   fresh = jax.jit(fine_task.init_variables)(
       jax.random.key(config.seed))['params']  # as loop.initial_state

@@ -81,7 +81,7 @@ def initial_state(task, optimizer, config, dp) -> TrainState:
                    jax.random.key(config.seed))
   if config.init_from:
     params = dp.init(lambda p: p, pretrained.restore_pretrained(
-        params, config.init_from))
+        params, config.init_from, report=log))
   return TrainState(step=jnp.array(0, jnp.int32), params=params,
                     opt_state=dp.init(optimizer.init, params))
 

@@ -18,15 +18,17 @@ from models import hf
 from training import saved_params
 
 
-def restore_pretrained(params, path: str):
+def restore_pretrained(params, path: str, report=logging.info):
   """Returns `params` with every matching entry replaced from `path`
-  (whose family the run's task has checked: `Task.check_init_from`)."""
+  (whose family the run's task has checked: `Task.check_init_from`);
+  `report` gets the line that lists what was restored and what is fresh
+  (train.py prints it)."""
   check_init_from(path)
   if not is_workdir(path):
-    return restore_hf_checkpoint(params, path)
+    return restore_hf_checkpoint(params, path, report)
   # The same matching as for Hugging Face checkpoints: by path, scanned or
   # unscanned layer layouts, shape mismatches named.
-  return merge_pretrained(params, load_workdir_params(path), path)
+  return merge_pretrained(params, load_workdir_params(path), path, report)
 
 
 def check_init_from(path: str):
@@ -65,7 +67,8 @@ def _align_backbone(params: dict, pretrained: dict) -> dict:
   return pretrained
 
 
-def merge_pretrained(params, pretrained, source: str = 'pretrained'):
+def merge_pretrained(params, pretrained, source: str = 'pretrained',
+                     report=logging.info):
   """Copies each leaf of `pretrained` into `params` where the path exists.
 
   Paths only in `params` (new heads) keep their initial values; paths only
@@ -101,15 +104,14 @@ def merge_pretrained(params, pretrained, source: str = 'pretrained'):
         f'{source}: no parameter path in common with the model; model has '
         f'{hf.list_names(target_flat)}, checkpoint has {hf.list_names(source_flat)}')
   dropped = [p for p in source_flat if p not in target_flat]
-  logging.info('restored %d parameter arrays from %s; freshly initialised: '
-               '%s; unused from the checkpoint: %s', len(restored), source,
-               hf.list_names(kept) if kept else 'none',
-               hf.list_names(dropped) if dropped else 'none')
+  report(f'restored {len(restored)} parameter arrays from {source}; freshly '
+         f'initialised: {hf.list_names(kept) if kept else "none"}; unused '
+         f'from the checkpoint: {hf.list_names(dropped) if dropped else "none"}')
   return traverse_util.unflatten_dict(out, sep='/')
 
 
-def restore_hf_checkpoint(params, path: str):
+def restore_hf_checkpoint(params, path: str, report=logging.info):
   """params (a fresh init of the model to train) with the parameters of the
   Hugging Face checkpoint at `path` copied in wherever paths match."""
   return merge_pretrained(params, hf.load_hf_checkpoint(path).params,
-                          source=path)
+                          source=path, report=report)
