@@ -25,7 +25,9 @@ _TASKS = {
     'extractive_qa': 'tasks.extractive_qa:ExtractiveQATask',
 }
 NAMES = tuple(_TASKS)
-# Reported by the evaluator for every task; decoded metrics come on top.
+# Reported by the evaluator for every task whose loss is a cross-entropy
+# (Task.likelihood_loss; a regression reports only 'loss'); decoded metrics
+# come on top.
 LOSS_METRICS = ('loss', 'accuracy', 'perplexity')
 
 
@@ -57,7 +59,8 @@ def eval_metric_names(config) -> list[str]:
   """The 'eval/...' metrics a run of `config` reports at each evaluation
   (decoded ones only when config.decode.beam_size > 0); loads no data."""
   cls = task_class(config)
-  names = list(LOSS_METRICS) + list(cls.loss_metric_names(config))
+  names = list(LOSS_METRICS if cls.likelihood_loss(config) else ('loss',))
+  names += cls.loss_metric_names(config)
   if config.decode.beam_size > 0:
     names += [n for n in cls.decoded_metric_names(config) if n not in names]
   return [f'eval/{name}' for name in names]

@@ -30,7 +30,8 @@ class Task(abc.ABC):
   """What train.py calls. Every method but the data ones is pure (jittable).
 
   loss_sums returns sums, never means: 'loss', 'weight' (its token or
-  example count), 'correct', and any extra sums. train.py divides them by
+  example count), 'correct' (hits, where `likelihood_loss`), and any extra
+  sums. train.py divides them by
   'weight' after summing over devices, except 'X_correct' with an
   'X_examples' count, which becomes 'X_accuracy'.
   """
@@ -155,6 +156,13 @@ class Task(abc.ABC):
     (total, count) pair and the metric is their ratio."""
     return {name: float(total) / max(float(count), 1.0)
             for name, (total, count) in sums.items()}
+
+  @classmethod
+  def likelihood_loss(cls, config) -> bool:
+    """Whether the loss is a cross-entropy over tokens or classes, so that
+    accuracy and perplexity mean something (not a squared error)."""
+    del config
+    return True
 
   @classmethod
   def loss_metric_names(cls, config) -> tuple[str, ...]:

@@ -32,6 +32,10 @@ class ClassificationTask(BertTask):
         pipelines.classification_batches, keys)
 
   @classmethod
+  def likelihood_loss(cls, config) -> bool:
+    return config.model.num_labels != 1  # regression: a squared error
+
+  @classmethod
   def decoded_metric_names(cls, config):
     regression = config.model.num_labels == 1
     return ('squared_error',) if regression else ('label_accuracy',)
@@ -43,8 +47,7 @@ class ClassificationTask(BertTask):
     weights = example_weights(batch, labels.shape)
     if self.regression:
       error = (logits[:, 0] - labels.astype(jnp.float32)) ** 2
-      return dict(loss=(error * weights).sum(), weight=weights.sum(),
-                  correct=jnp.zeros((), jnp.float32))
+      return dict(loss=(error * weights).sum(), weight=weights.sum())
     return losses.cross_entropy_sums(
         logits, labels, weights,
         self.config.label_smoothing if train else 0.0)

@@ -146,7 +146,7 @@ def test_unknown_data_source_is_one_clear_error():
 
 
 def test_regression_finetuning_learns_the_step_and_scores_squared_error(
-    tmp_path):
+    tmp_path, capsys):
   """num_labels=1: one output, squared-error loss, and eval/squared_error
   the mean of (prediction - label)^2, here recomputed from predictions.
   The synthetic label is the step of a progression (1 or 2): from the
@@ -180,6 +180,12 @@ def test_regression_finetuning_learns_the_step_and_scores_squared_error(
   assert metrics['eval/loss'] == pytest.approx(metrics['eval/squared_error'],
                                                rel=1e-5)
   assert metrics['eval/squared_error'] < 0.5 * untrained, (metrics, untrained)
+  # A squared error has no token accuracy or perplexity: none is reported,
+  # in the metrics or in the progress lines.
+  assert set(metrics) == {'eval/loss', 'eval/squared_error'}
+  steps = [l for l in capsys.readouterr().out.splitlines()
+           if l.startswith('step ') and '| loss' in l]
+  assert steps and not any('acc' in l for l in steps), steps
 
 
 PAIR_WORDS = 'the cat dog sat on mat a red blue big'.split()

@@ -23,10 +23,12 @@ def mean_metrics(sums: dict, prefix: str) -> dict:
   """Sums from the steps -> means, named for the writers.
 
   Every sum is divided by 'weight' (the loss's token count), except
-  'X_correct' with an 'X_examples' count, which becomes 'X_accuracy'.
+  'X_correct' with an 'X_examples' count, which becomes 'X_accuracy';
+  'correct' becomes 'accuracy' (a regression's loss has none).
   """
   weight = max(float(sums['weight']), 1.0)
-  out = {f'{prefix}/accuracy': float(sums['correct']) / weight}
+  out = {f'{prefix}/accuracy': float(sums['correct']) / weight
+         } if 'correct' in sums else {}
   for name, value in sums.items():
     if name in ('weight', 'correct') or name.endswith('_examples'):
       continue
@@ -55,8 +57,9 @@ class Evaluator:
       sums = self.dp.reduced(self.steps.eval(state, self.dp.shard(batch)))
       totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
     results = mean_metrics(totals, 'eval')
-    results['eval/perplexity'] = metrics.perplexity(totals['loss'],
-                                                    totals['weight'])
+    if type(self.task).likelihood_loss(self.config):
+      results['eval/perplexity'] = metrics.perplexity(totals['loss'],
+                                                      totals['weight'])
     if self.config.decode.beam_size > 0:
       outputs = [self.dp.to_host(self.steps.predict(state, self.dp.shard(b)))
                  for b in self.batches]

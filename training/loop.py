@@ -276,8 +276,9 @@ class TrainLoop:
       sums.pop('nonfinite')
       grad_norm = float(sums.pop('grad_norm')) / len(finite)
       out.update(mean_metrics(sums, 'train'), **{'train/grad_norm': grad_norm})
-      line += (f' | loss {out["train/loss"]:.4f} | '
-               f'acc {out["train/accuracy"]:.4f}')
+      line += f' | loss {out["train/loss"]:.4f}'
+      if 'train/accuracy' in out:  # not for a regression
+        line += f' | acc {out["train/accuracy"]:.4f}'
     if len(finite) < len(per_step):
       line += f' | {len(per_step) - len(finite)} skipped'
     self.writer.write(done, out)
