@@ -9,7 +9,10 @@ The callback has the signature
 where `cache` is any pytree (a Flax 'cache' collection). Its array leaves have
 the batch dimension first, except leaves with ndim 0 (e.g. a shared
 `cache_index`), which belong to the whole batch and are passed through
-untouched when beams are expanded or reordered.
+untouched when beams are expanded or reordered. A model whose layers are
+scanned (`model.scan_layers`) stacks its cache over layers: batch is then
+axis 1 (`cache_batch_axis=1`), and the per-layer `cache_index` of shape
+[layers] is shared.
 
 The search keeps two sets per batch row (tensor2tensor / flax wmt style):
 `alive` beams that have not emitted EOS and compete on raw log-probability, and
@@ -68,10 +71,14 @@ def _gather_beams(tree, beam_indices):
   return _map_batched(lambda x: x[rows, beam_indices], tree)
 
 
-def _gather_flat_beams(tree, beam_indices, beam_size: int):
-  """Like `_gather_beams` for flattened leaves [batch * old_beam, ...]."""
-  return flatten_beams(
-      _gather_beams(unflatten_beams(tree, beam_size), beam_indices))
+def _gather_flat_beams(tree, beam_indices, beam_size: int, axis: int = 0):
+  """Like `_gather_beams` for flattened leaves with batch * old_beam rows on
+  `axis` (leaves of no more than `axis` dimensions are shared)."""
+  batch = beam_indices.shape[0]
+  rows = (jnp.arange(batch)[:, None] * beam_size + beam_indices).reshape(-1)
+  return jax.tree.map(
+      lambda x: jnp.take(x, rows, axis=axis) if jnp.ndim(x) > axis else x,
+      tree)
 
 
 def length_penalty(length, alpha: float):
@@ -102,7 +109,8 @@ def beam_search(tokens_to_logits: TokensToLogits,
                 max_decode_len: int,
                 eos_id: int = 1,
                 bos_id: int = 0,
-                alpha: float = 0.6):
+                alpha: float = 0.6,
+                cache_batch_axis: int = 0):
   """Beam search with GNMT length normalisation and alive/finished early
   stopping.
 
@@ -121,6 +129,9 @@ def beam_search(tokens_to_logits: TokensToLogits,
       doubles as PAD).
     alpha: length penalty exponent (>= 0); 0 ranks by raw log-probability,
       larger values favour longer outputs.
+    cache_batch_axis: the batch axis of the cache's leaves (1 for a cache
+      stacked over scanned layers); leaves with no more dimensions than it
+      are shared by all rows.
 
   Returns:
     sequences: int32[batch, beam, max_decode_len], best beam first, without
@@ -146,7 +157,9 @@ def beam_search(tokens_to_logits: TokensToLogits,
                                              jnp.float32),
                     finished_flags=jnp.zeros((batch_size, beam_size),
                                              jnp.bool_),
-                    cache=expand_to_beams(cache, beam_size))
+                    cache=jax.tree.map(
+                        lambda x: jnp.repeat(x, beam_size, cache_batch_axis)
+                        if jnp.ndim(x) > cache_batch_axis else x, cache))
 
   def can_improve(state: _BeamState):
     live_valid = state.live_logprobs > _DEAD
@@ -190,7 +203,7 @@ def beam_search(tokens_to_logits: TokensToLogits,
         jnp.where(cand_eos, NEG_INF, cand_logprobs), beam_size)
     live_seqs = _gather_beams(cand_seqs, live_pos)
     live_src = _gather_beams(cand_beams, live_pos)
-    cache = _gather_flat_beams(cache, live_src, beam_size)
+    cache = _gather_flat_beams(cache, live_src, beam_size, cache_batch_axis)
 
     # As fairseq: only an EOS ranked within the top beam_size may finish, so
     # beam search of width 1 is greedy search (with alpha=0, where a longer

@@ -125,7 +125,8 @@ class Seq2SeqTask(Task):
 
     sequences, _ = beam_search.beam_search(
         tokens_to_logits, cache, batch_size=batch_size, beam_size=beams,
-        max_decode_len=max_len, eos_id=self.eos_id, alpha=dcfg.alpha)
+        max_decode_len=max_len, eos_id=self.eos_id, alpha=dcfg.alpha,
+        cache_batch_axis=1 if self.model_config.scan_layers else 0)
     return sequences[:, 0]
 
   # Data --------------------------------------------------------------------
