@@ -35,13 +35,26 @@ import sys
 ARMS = {'random': 'size=mini', 'pretrained': 'size=mini',
         'minilm': 'init=minilm', 'minilm_random': 'size=minilm'}
 BUDGETS = ('1000', '5000', 'all')
-ALL_LABELS = 67349 - 2000  # SST-2 train less configs' held-out slice
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def config_arg(arm: str, labels: str) -> str:
   return (f'{REPO}/configs/bert_finetune.py:{ARMS[arm]},data=sst2,'
           f'labels={labels}')
+
+
+def label_count(labels: str) -> int:
+  """The labels a budget trains on: 'all' is every row of the SST-2 train
+  file ($DATA_DIR) less the config's held-out slice."""
+  if labels != 'all':
+    return int(labels)
+  from configs import bert_finetune  # pylint: disable=g-import-not-at-top
+  data = bert_finetune.get_config(config_arg('random', 'all').split(':')[1]).data
+  path = os.path.join(data.data_dir, data.file_pattern.format(
+      split=data.train_split))
+  with open(path, encoding='utf-8') as f:
+    rows = sum(1 for line in f if line.strip()) - 1  # less the header
+  return rows - data.heldout_examples
 
 
 def run(command: list[str]):
@@ -108,7 +121,7 @@ def run_arm(args) -> dict:
              f'--config.optimizer.learning_rate={rate}'] + extra)
       accuracies.append(dev_accuracy(workdir, steps))
     results[labels] = dict(
-        labels=ALL_LABELS if labels == 'all' else int(labels),
+        labels=label_count(labels),
         learning_rate=rate, chosen_at=chosen_at, heldout_accuracy=heldout,
         dev_accuracy=accuracies, mean=statistics.mean(accuracies),
         spread=max(accuracies) - min(accuracies), init_from=args.init_from)

@@ -35,6 +35,16 @@ def test_dev_accuracy_is_read_at_the_final_step_only(tmp_path):
   assert curve.dev_accuracy(str(tmp_path), 400) == 0.75
 
 
+def test_all_labels_are_the_train_files_rows_less_the_held_out_slice(
+    tmp_path, monkeypatch):
+  (tmp_path / 'sst2').mkdir()
+  (tmp_path / 'sst2' / 'train.tsv').write_text(
+      'sentence\tlabel\n' + 'a fine film\t1\n' * 2345 + '\n')
+  monkeypatch.setenv('DATA_DIR', str(tmp_path))
+  assert curve.label_count('all') == 345  # 2,345 rows less 2,000 held out
+  assert curve.label_count('5000') == 5000
+
+
 def test_the_table_and_the_figure_come_from_each_arms_results(tmp_path):
   results = {'1000': dict(labels=1000, learning_rate=1e-3, chosen_at='1000',
                           heldout_accuracy=0.7, dev_accuracy=[0.7, 0.72, 0.74],
