@@ -35,22 +35,23 @@ _DEAD = NEG_INF / 2
 TokensToLogits = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
 
 
-def _map_batched(fn, tree):
-  """Applies `fn` to every leaf with a batch axis; ndim-0 leaves are shared and
-  kept."""
+def _map_batched(fn, tree, axis: int = 0):
+  """Applies `fn` to every leaf with a batch axis at `axis`; leaves of no
+  more than `axis` dimensions (e.g. ndim-0) are shared and kept."""
   return jax.tree.map(lambda x: x
-                      if jnp.ndim(x) == 0 else fn(jnp.asarray(x)), tree)
+                      if jnp.ndim(x) <= axis else fn(jnp.asarray(x)), tree)
 
 
-def expand_to_beams(tree, beam_size: int):
+def expand_to_beams(tree, beam_size: int, axis: int = 0):
   """Repeats each batch row `beam_size` times: leaves [batch, ...] ->
-  [batch * beam, ...].
+  [batch * beam, ...] (batch on `axis`).
 
   Rows are beam-minor (row b * beam_size + k is beam k of example b), matching
   `flatten_beams`. Works on a single array or a pytree (e.g. encoder outputs and
   masks); ndim-0 leaves are returned unchanged.
   """
-  return _map_batched(lambda x: jnp.repeat(x, beam_size, axis=0), tree)
+  return _map_batched(lambda x: jnp.repeat(x, beam_size, axis=axis), tree,
+                      axis)
 
 
 def flatten_beams(tree):
@@ -76,9 +77,7 @@ def _gather_flat_beams(tree, beam_indices, beam_size: int, axis: int = 0):
   `axis` (leaves of no more than `axis` dimensions are shared)."""
   batch = beam_indices.shape[0]
   rows = (jnp.arange(batch)[:, None] * beam_size + beam_indices).reshape(-1)
-  return jax.tree.map(
-      lambda x: jnp.take(x, rows, axis=axis) if jnp.ndim(x) > axis else x,
-      tree)
+  return _map_batched(lambda x: jnp.take(x, rows, axis=axis), tree, axis)
 
 
 def length_penalty(length, alpha: float):
@@ -157,9 +156,7 @@ def beam_search(tokens_to_logits: TokensToLogits,
                                              jnp.float32),
                     finished_flags=jnp.zeros((batch_size, beam_size),
                                              jnp.bool_),
-                    cache=jax.tree.map(
-                        lambda x: jnp.repeat(x, beam_size, cache_batch_axis)
-                        if jnp.ndim(x) > cache_batch_axis else x, cache))
+                    cache=expand_to_beams(cache, beam_size, cache_batch_axis))
 
   def can_improve(state: _BeamState):
     live_valid = state.live_logprobs > _DEAD
