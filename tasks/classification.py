@@ -19,7 +19,7 @@ class ClassificationTask(BertTask):
 
   @property
   def regression(self) -> bool:
-    return self.model_config.num_labels == 1
+    return not self.likelihood_loss(self.config)
 
   def make_data(self):
     cfg, length = self.model_config, self.config.data.max_length
@@ -33,12 +33,12 @@ class ClassificationTask(BertTask):
 
   @classmethod
   def likelihood_loss(cls, config) -> bool:
-    return config.model.num_labels != 1  # regression: a squared error
+    return config.model.num_labels != 1  # one output: a regression
 
   @classmethod
   def decoded_metric_names(cls, config):
-    regression = config.model.num_labels == 1
-    return ('squared_error',) if regression else ('label_accuracy',)
+    return (('label_accuracy',) if cls.likelihood_loss(config) else
+            ('squared_error',))
 
   # Loss --------------------------------------------------------------------
   def loss_sums(self, params, batch, rng, train: bool):
