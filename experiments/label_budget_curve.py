@@ -14,7 +14,8 @@ For each budget (`configs/bert_finetune.py` labels=1000|5000|all: a nested
 subset of SST-2 train after 2,000 sentences are held out), the arm's
 learning rate is chosen by `sweep.py` (the config's get_sweep(): a grid of
 four, scored on the held-out slice, never on dev); a budget not in
---swept reuses the rate of the largest swept one. Then `train.py` runs with
+--swept reuses the rate of the largest swept one (from results.json when
+its sweep's workdir is gone). Then `train.py` runs with
 that rate for --seeds seeds at 1,000 labels (1 elsewhere), evaluated on
 dev, which is the reported result. Everything is a subprocess of the two
 CLIs, so each step resumes or is skipped when run again; results go to
@@ -88,6 +89,19 @@ def dev_accuracy(workdir: str, steps: int) -> float | None:
   return final[-1] if final else None
 
 
+def recorded_rate(results: dict, swept: list[str], labels: str):
+  """(rate, held-out accuracy, budget) of the largest swept budget below
+  `labels` in results.json, for when its sweep's workdir is gone (workdirs
+  do not outlive a session; results.json is committed); Nones if none."""
+  below = [b for b in swept if BUDGETS.index(b) < BUDGETS.index(labels)
+           and results.get(b, {}).get('chosen_at') == b]
+  if not below:
+    return None, None, None
+  chosen = results[max(below, key=BUDGETS.index)]
+  return (chosen['learning_rate'], chosen['heldout_accuracy'],
+          chosen['chosen_at'])
+
+
 def run_arm(args) -> dict:
   from configs import bert_finetune  # pylint: disable=g-import-not-at-top
   arm_dir = os.path.join(os.path.abspath(args.workdir), args.arm)
@@ -109,6 +123,8 @@ def run_arm(args) -> dict:
              f'--workdir={sweep_dir}', '--workers=1'] + extra)
       rate, heldout = best_learning_rate(sweep_dir)
       chosen_at = labels
+    if rate is None and labels not in swept:
+      rate, heldout, chosen_at = recorded_rate(results, swept, labels)
     if rate is None:
       sys.exit(f'error: --budgets={args.budgets}: {labels} labels need a '
                'swept budget before it (--swept)')

@@ -35,6 +35,21 @@ def test_dev_accuracy_is_read_at_the_final_step_only(tmp_path):
   assert curve.dev_accuracy(str(tmp_path), 400) == 0.75
 
 
+def test_an_unswept_budget_takes_the_recorded_rate_of_the_largest_swept():
+  results = {
+      '1000': dict(learning_rate=1e-4, heldout_accuracy=0.70, chosen_at='1000'),
+      '5000': dict(learning_rate=3e-4, heldout_accuracy=0.80, chosen_at='5000')}
+  swept = ['1000', '5000']
+  assert curve.recorded_rate(results, swept, 'all') == (3e-4, 0.80, '5000')
+  del results['5000']
+  assert curve.recorded_rate(results, swept, 'all') == (1e-4, 0.70, '1000')
+  assert curve.recorded_rate(results, ['5000'], 'all') == (None, None, None)
+  # a budget that reused another's rate is no source of one
+  results['5000'] = dict(learning_rate=1e-3, heldout_accuracy=0.7,
+                         chosen_at='1000')
+  assert curve.recorded_rate(results, swept, 'all')[0] == 1e-4
+
+
 def test_all_labels_are_the_train_files_rows_less_the_held_out_slice(
     tmp_path, monkeypatch):
   (tmp_path / 'sst2').mkdir()
