@@ -18,10 +18,23 @@ _spec.loader.exec_module(curve)
 
 def test_the_best_complete_trial_gives_the_learning_rate(tmp_path):
   (tmp_path / 'report.csv').write_text(
-      'trial,state,optimizer.learning_rate,final eval/accuracy\n'
-      '0,complete,0.0003,0.695\n1,complete,0.001,0.71\n'
-      '2,failed,0.01,\n3,complete,3e-05,0.52\n')
+      'trial,state,optimizer.learning_rate,final eval/accuracy,workdir\n'
+      '0,complete,0.0003,0.695,trials/0\n1,complete,0.001,0.71,trials/1\n'
+      '2,failed,0.01,,trials/2\n3,complete,3e-05,0.52,trials/3\n')
   assert curve.best_learning_rate(str(tmp_path)) == (0.001, 0.71)
+
+
+def test_a_tie_in_accuracy_goes_to_the_lower_held_out_loss(tmp_path):
+  (tmp_path / 'report.csv').write_text(
+      'trial,state,optimizer.learning_rate,final eval/accuracy,workdir\n'
+      '1,complete,0.0001,0.878,trials/1\n2,complete,3e-05,0.878,trials/2\n'
+      '0,complete,0.0003,0.8735,trials/0\n')
+  for trial, loss in (('0', 0.50), ('1', 0.47), ('2', 0.36)):
+    (tmp_path / 'trials' / trial).mkdir(parents=True)
+    (tmp_path / 'trials' / trial / 'metrics.jsonl').write_text(
+        json.dumps({'step': 400, 'eval/loss': 0.9}) + '\n' +
+        json.dumps({'step': 800, 'eval/loss': loss}) + '\n')
+  assert curve.best_learning_rate(str(tmp_path)) == (3e-5, 0.878)
 
 
 def test_dev_accuracy_is_read_at_the_final_step_only(tmp_path):
