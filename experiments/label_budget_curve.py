@@ -66,14 +66,18 @@ def run(command: list[str]):
     sys.exit(f'error: exit code {code} from {command[1]}')
 
 
+def read_metrics(workdir: str) -> list[dict]:
+  """The run's metrics.jsonl records (training.metrics_writer's reader)."""
+  from training import metrics_writer  # pylint: disable=g-import-not-at-top
+  return metrics_writer.read_metrics(workdir)
+
+
 def final_eval_loss(trial_dir: str) -> float:
   """A trial's held-out eval/loss at its last evaluation (inf if none)."""
   losses = [float('inf')]
-  path = os.path.join(trial_dir, 'metrics.jsonl')
-  if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      records = [json.loads(l) for l in f if l.strip()]
-    losses += [r['eval/loss'] for r in records if 'eval/loss' in r]
+  if os.path.exists(os.path.join(trial_dir, 'metrics.jsonl')):
+    losses += [r['eval/loss'] for r in read_metrics(trial_dir)
+               if 'eval/loss' in r]
   return losses[-1]
 
 
@@ -96,12 +100,9 @@ def best_learning_rate(sweep_dir: str) -> tuple[float, float]:
 
 def dev_accuracy(workdir: str, steps: int) -> float | None:
   """eval/accuracy at the final step of a finished run, else None."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
+  if not os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
     return None
-  with open(path, encoding='utf-8') as f:
-    records = [json.loads(l) for l in f if l.strip()]
-  final = [r['eval/accuracy'] for r in records
+  final = [r['eval/accuracy'] for r in read_metrics(workdir)
            if r.get('step') == steps and 'eval/accuracy' in r]
   return final[-1] if final else None
 
